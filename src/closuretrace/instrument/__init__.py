@@ -1,0 +1,1 @@
+"""Instrumentation: what is wrapped (factories, cycle-ending functions, Keras compile/fit)."""

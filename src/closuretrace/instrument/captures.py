@@ -1,0 +1,189 @@
+"""Describe what a callable captures (closure cells, partial arguments, attributes) without holding it.
+
+Everything here returns plain strings and numbers. Sizes are read from metadata (``nbytes``, shape x dtype),
+never by copying or converting the value, so a 1 GB array costs nothing to describe. Reprs are guarded: a
+``__repr__`` that raises, recurses or returns megabytes yields a short placeholder or a truncated string.
+"""
+
+from __future__ import annotations
+
+import functools
+import reprlib
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from closuretrace.session import Capture
+
+REPR_LIMIT = 120
+_SHALLOW_ITEMS = 10_000  # a container with more items is sized by its header only, and said so
+
+_reprs = reprlib.Repr()
+_reprs.maxstring = 60
+_reprs.maxother = 60
+_reprs.maxlist = _reprs.maxtuple = _reprs.maxset = _reprs.maxdict = 6
+_reprs.maxlevel = 2
+
+
+def type_name(obj: Any) -> str:
+    t = type(obj)
+    mod = getattr(t, "__module__", "") or ""
+    return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+
+
+def _array_meta(obj: Any) -> tuple[str, str] | None:
+    """(shape, dtype) read from an array-like's metadata, or None if it is not one."""
+    shape = getattr(obj, "shape", None)
+    dtype = getattr(obj, "dtype", None)
+    if shape is None or dtype is None:
+        return None
+    try:
+        dims = tuple(shape)
+        return "x".join(str(d) for d in dims) or "scalar", str(getattr(dtype, "name", dtype))
+    except Exception:
+        return None
+
+
+def nbytes_of(obj: Any) -> int | None:
+    """Bytes held by ``obj`` where that is knowable without copying it; ``None`` where it is not.
+
+    NumPy arrays and anything with an integer ``nbytes``; TensorFlow tensors and variables from
+    shape x dtype size; bytes-like and strings by ``sys.getsizeof``; containers shallowly (the container
+    plus the direct items' ``getsizeof``).
+    """
+    try:
+        nb = getattr(obj, "nbytes", None)
+        if isinstance(nb, int) and not isinstance(nb, bool):
+            return nb
+        mod = type(obj).__module__ or ""
+        if mod.startswith(("tensorflow", "keras")):
+            shape = getattr(obj, "shape", None)
+            dtype = getattr(obj, "dtype", None)
+            if shape is not None and dtype is not None:
+                n = 1
+                for d in tuple(shape):
+                    if d is None:
+                        return None
+                    n *= int(d)
+                size = getattr(dtype, "size", None)
+                if isinstance(size, int):
+                    return n * size
+            return None
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return obj.nbytes if isinstance(obj, memoryview) else sys.getsizeof(obj)
+        if isinstance(obj, (str, int, float, complex, bool, type(None))):
+            return sys.getsizeof(obj)
+        if isinstance(obj, (list, tuple, set, frozenset, dict)):
+            size = sys.getsizeof(obj)
+            if len(obj) > _SHALLOW_ITEMS:
+                return size
+            items: Any = obj.items() if isinstance(obj, dict) else obj
+            if isinstance(obj, dict):
+                for k, v in items:
+                    size += sys.getsizeof(k) + sys.getsizeof(v)
+            else:
+                for v in items:
+                    size += sys.getsizeof(v)
+            return size
+    except Exception:
+        return None
+    return None
+
+
+def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
+    """A short repr that never raises: arrays by shape/dtype, builtins via reprlib, others guarded."""
+    try:
+        meta = _array_meta(obj)
+        if meta is not None and not isinstance(obj, (str, bytes)):
+            return f"<{type(obj).__name__} shape={meta[0]} dtype={meta[1]}>"
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
+            return f"<{type(obj).__name__} {getattr(obj, '__qualname__', '?')}>"
+        text = _reprs.repr(obj)
+    except RecursionError:
+        return f"<{type_name(obj)}: repr recursed>"
+    except Exception as exc:
+        return f"<{type_name(obj)}: repr raised {type(exc).__name__}>"
+    if not isinstance(text, str):
+        return f"<{type_name(obj)}: repr returned {type(text).__name__}>"
+    if len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text
+
+
+def describe(name: str, value: Any) -> Capture:
+    return Capture(name=name, type=type_name(value), nbytes=nbytes_of(value), repr=safe_repr(value))
+
+
+def iter_captured(fn: Any) -> Iterator[tuple[str, Any]]:
+    """Yield ``(name, value)`` for what ``fn`` captured: closure cells by variable name, a partial's
+    arguments, or a callable object's public instance attributes (shallow)."""
+    closure = getattr(fn, "__closure__", None)
+    code = getattr(fn, "__code__", None)
+    if isinstance(fn, functools.partial):
+        yield from iter_captured(fn.func) if getattr(fn.func, "__closure__", None) else ()
+        for i, a in enumerate(fn.args):
+            yield f"args[{i}]", a
+        for k, v in (fn.keywords or {}).items():
+            yield k, v
+        return
+    if closure is not None and code is not None:
+        for var, cell in zip(code.co_freevars, closure):
+            try:
+                yield var, cell.cell_contents
+            except ValueError:  # an empty cell (variable not yet assigned)
+                continue
+        return
+    if not isinstance(fn, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        attrs = getattr(fn, "__dict__", None)
+        if isinstance(attrs, dict):
+            for k, v in list(attrs.items())[:50]:
+                if not k.startswith("_") and not callable(v):
+                    yield k, v
+
+
+def describe_captures(fn: Any) -> list[Capture]:
+    try:
+        return [describe(n, v) for n, v in iter_captured(fn)]
+    except Exception:
+        return []
+
+
+def callable_kind(fn: Any) -> str:
+    if isinstance(fn, functools.partial):
+        return "partial"
+    if isinstance(fn, types.FunctionType):
+        if fn.__name__ == "<lambda>":
+            return "lambda"
+        return "closure" if fn.__closure__ else "function"
+    return "object"
+
+
+def describe_callable(fn: Any) -> tuple[str, str, str]:
+    """(qualname, module, kind) of any callable, for display."""
+    target: Any = fn.func if isinstance(fn, functools.partial) else fn
+    qual = getattr(target, "__qualname__", None)
+    if not isinstance(qual, str):
+        qual = type(target).__qualname__
+    mod = getattr(target, "__module__", None)
+    if not isinstance(mod, str):
+        mod = type(target).__module__
+    if isinstance(fn, functools.partial):
+        qual = f"partial({qual})"
+    return qual, mod, callable_kind(fn)
+
+
+def factory_of(qualname: str, module: str) -> str:
+    """The enclosing function that made a closure: ``outer_loss.<locals>.loss_function`` -> ``outer_loss``."""
+    head, sep, _ = qualname.rpartition(".<locals>.")
+    base = head if sep else qualname
+    return base if module in ("__main__", "") else f"{module}.{base}"
+
+
+def short_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+    out = [safe_repr(a, 60) for a in args[:8]]
+    out += [f"{k}={safe_repr(v, 60)}" for k, v in list(kwargs.items())[:8]]
+    return out
+
+
+Describer = Callable[[Any], list[Capture]]

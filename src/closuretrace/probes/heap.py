@@ -1,0 +1,152 @@
+"""One pass over the gc heap per cycle: object count, type census, user closures, and samples of new objects.
+
+The tool's own containers are subtracted from every count (they are enumerated, not guessed), so the numbers
+are those of the program alone. Samples are weak references: a sampled object is never kept alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import sysconfig
+import types
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from closuretrace.instrument.captures import type_name
+
+_FunctionType = types.FunctionType
+_TOOL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: At most this many types are sampled per cycle, this many instances each.
+SAMPLE_TYPES = 40
+SAMPLE_PER_TYPE = 3
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    return tuple(sorted(os.path.join(os.path.realpath(r), "") for r in roots if r))
+
+
+class CodeFilter:
+    """Decides whether a closure's code is the user's: not the tool's, not the stdlib's or site-packages'."""
+
+    def __init__(self, include_libraries: bool = False) -> None:
+        self.include_libraries = include_libraries
+        self._roots = _library_roots()
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, filename: str, module: str | None = None) -> bool:
+        key = filename if not filename.startswith("<") else f"{filename}|{module}"
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if filename.startswith("<") and module and module != "__main__":
+            # Generated code (dataclass __init__, exec'd templates) belongs to the module that made it.
+            mod_file = getattr(sys.modules.get(module), "__file__", None)
+            ok = self(mod_file, None) if isinstance(mod_file, str) else self.include_libraries
+        else:
+            real = os.path.realpath(filename) if not filename.startswith("<") else filename
+            if real.startswith(os.path.join(_TOOL_DIR, "")):
+                ok = False
+            elif filename.startswith("<frozen") or self.include_libraries:
+                ok = self.include_libraries
+            else:
+                ok = not real.startswith(self._roots)
+        self._cache[key] = ok
+        return ok
+
+
+@dataclass
+class HeapReading:
+    gc_objects: int
+    by_type: dict[str, int]
+    #: live type objects -> count; transient (holds types, not instances), never stored in a session
+    type_objects: Counter[type]
+    #: user closures found alive; transient: the caller registers them and drops the list
+    closures: list[Any] = field(default_factory=list)
+
+
+class HeapProbe:
+    """Counts the heap and samples instances of types that grew, for retention chains later."""
+
+    def __init__(self, own: Callable[[], Iterable[Any]], code_filter: CodeFilter) -> None:
+        self._own = own
+        self._filter = code_filter
+        self._prev: Counter[type] = Counter()
+        self._unweakrefable: set[type] = set()
+        #: type name -> [(cycle, weak reference)] of instances seen alive at the end of that cycle
+        self.samples: dict[str, list[tuple[int, weakref.ref[Any]]]] = {}
+
+    def own_objects(self) -> Iterable[Any]:
+        yield self.samples
+        yield self._unweakrefable
+        for lst in self.samples.values():
+            yield lst
+            for entry in lst:
+                yield entry
+                yield entry[1]
+
+    def measure(self, cycle: int, find_closures: bool = True, sample: bool = True) -> HeapReading:
+        objs = gc.get_objects()
+        try:
+            counts: Counter[type] = Counter(map(type, objs))
+            own: Counter[type] = Counter(type(o) for o in self._own() if gc.is_tracked(o))
+            own.update(type(o) for o in self.own_objects() if gc.is_tracked(o))
+            counts.subtract(own)
+            counts = +counts  # drops zero and negative entries
+            total = sum(counts.values())
+            closures: list[Any] = []
+            if find_closures:
+                keep = self._filter
+                for o in objs:
+                    if (
+                        type(o) is _FunctionType
+                        and o.__closure__ is not None
+                        and keep(o.__code__.co_filename, o.__module__)
+                    ):
+                        closures.append(o)
+            if sample:
+                self._sample(cycle, counts, objs)
+            self._prev = counts
+            by_type = {type_name(t): n for t, n in counts.items()}
+            return HeapReading(gc_objects=total, by_type=by_type, type_objects=counts, closures=closures)
+        finally:
+            del objs
+
+    def _sample(self, cycle: int, counts: Counter[type], objs: list[Any]) -> None:
+        prev = self._prev
+        grown = [
+            t for t, n in counts.items()
+            if n > prev.get(t, 0) and t not in self._unweakrefable
+        ]
+        # Specific types first: a FuncGraph says more than a dict.
+        grown.sort(key=lambda t: (t.__module__ == "builtins", prev.get(t, 0) - counts[t]))
+        wanted = {t: SAMPLE_PER_TYPE for t in grown[:SAMPLE_TYPES]}
+        if not wanted:
+            return
+        # Newly surviving objects sit at the end of the oldest generation: scan from the tail.
+        for o in reversed(objs):
+            t = type(o)
+            left = wanted.get(t)
+            if not left:
+                continue
+            try:
+                ref = weakref.ref(o)
+            except TypeError:
+                self._unweakrefable.add(t)
+                del wanted[t]
+                continue
+            self.samples.setdefault(type_name(t), []).append((cycle, ref))
+            if left == 1:
+                del wanted[t]
+                if not wanted:
+                    break
+            else:
+                wanted[t] = left - 1

@@ -1,0 +1,1 @@
+"""Renderers: pure functions ``render(session) -> str``; they never write files or print."""

@@ -1,0 +1,398 @@
+"""The session: what one run measured, as plain data.
+
+A :class:`Session` holds no live objects (no closures, no models, no weak references): only numbers and
+strings, so it can be saved as versioned JSON, loaded back in another process and rendered again. Everything
+the instrumentation and the probes see is turned into these dataclasses by :class:`closuretrace.Profiler`;
+the analysis fills in verdicts, retention chains and advice; the renderers only read them.
+
+Example::
+
+    >>> from closuretrace.session import load_session
+    >>> session = load_session("reports/train-20261124T120000Z.json")   # doctest: +SKIP
+    >>> [v.metric for v in session.verdicts if v.leak]                   # doctest: +SKIP
+    ['rss_bytes', 'gc_objects', 'tf_func_graphs']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+#: The keys of a cycle object in JSON that are not metrics.
+_CYCLE_FIXED = ("index", "label", "seconds", "probe_seconds", "closures_alive_by_factory")
+
+
+class SessionError(ValueError):
+    """A file that is not a closuretrace session this version can read; the message is one line for users."""
+
+
+@dataclass
+class Capture:
+    """One captured value of a closure: a closure cell, a ``functools.partial`` argument or an attribute."""
+
+    name: str
+    type: str
+    nbytes: int | None
+    repr: str
+
+
+@dataclass
+class ClosureRecord:
+    """One callable the tool watched, from creation to collection.
+
+    ``serial`` is stable for the run; ``id`` is the CPython address, which the next closure may reuse once this
+    one is freed (``reused_id_of`` names the dead record whose id this one took).
+    """
+
+    serial: int
+    id: int
+    factory: str
+    qualname: str
+    module: str
+    kind: str  # "closure" | "function" | "lambda" | "partial" | "object"
+    source: str  # "track" (decorator, --track) | "keras" (passed to compile) | "census" (found on the heap)
+    created_cycle: int
+    collected_cycle: int | None
+    created_at: str | None = None
+    args: list[str] = field(default_factory=list)
+    captures: list[Capture] = field(default_factory=list)
+    refcount_at_creation: int | None = None
+    refcount_at_end: int | None = None
+    reused_id_of: int | None = None
+    weakrefable: bool = True
+    roles: list[str] = field(default_factory=list)
+
+    @property
+    def alive_at_end(self) -> bool:
+        return self.collected_cycle is None and self.weakrefable
+
+    @property
+    def largest_capture(self) -> Capture | None:
+        sized = [c for c in self.captures if c.nbytes is not None]
+        return max(sized, key=lambda c: c.nbytes or 0) if sized else None
+
+
+@dataclass
+class CycleSample:
+    """The probes' readings at the end of one cycle, after ``gc.collect()``."""
+
+    index: int
+    label: str
+    seconds: float
+    probe_seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    closures_alive_by_factory: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": self.index,
+            "label": self.label,
+            "seconds": self.seconds,
+            "probe_seconds": self.probe_seconds,
+        }
+        out.update(self.metrics)
+        out["closures_alive_by_factory"] = dict(self.closures_alive_by_factory)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CycleSample:
+        metrics = {k: v for k, v in d.items() if k not in _CYCLE_FIXED}
+        for k, v in metrics.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise SessionError(f"cycle {d.get('index')}: metric {k!r} is not a number")
+        return cls(
+            index=_int(d, "index"),
+            label=str(d.get("label", "")),
+            seconds=float(d.get("seconds", 0.0)),
+            probe_seconds=float(d.get("probe_seconds", 0.0)),
+            metrics=metrics,
+            closures_alive_by_factory={str(k): int(v) for k, v in d.get("closures_alive_by_factory", {}).items()},
+        )
+
+
+@dataclass
+class MetricInfo:
+    """What a metric counts, in words a reader needs (units, coverage)."""
+
+    name: str
+    unit: str
+    label: str
+    covers: str = ""
+
+
+@dataclass
+class Verdict:
+    """Growth of one metric per cycle: least-squares slope with a 95% confidence interval, and the verdict.
+
+    ``leak`` holds only when the interval is clear of zero *and* the slope exceeds ``noise_floor``.
+    """
+
+    metric: str
+    unit: str
+    slope_per_cycle: float
+    ci_low: float
+    ci_high: float
+    n_cycles: int
+    noise_floor: float
+    leak: bool
+    note: str | None = None
+
+
+@dataclass
+class GrowingType:
+    """A type whose live instance count grew over the measured cycles."""
+
+    type: str
+    counts: list[int]
+    slope_per_cycle: float
+    ci_low: float
+    ci_high: float
+    grows_every_cycle: bool
+
+
+@dataclass
+class RetentionChain:
+    """Referrer chain from a root (module global, registry) down to an object kept alive, root first."""
+
+    target: str
+    metric: str
+    chain: list[str]
+    found: bool
+    born_cycle: int | None = None
+    root: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Event:
+    """Something the hooks saw happen in a cycle (a Keras ``compile`` or ``fit``)."""
+
+    cycle: int
+    kind: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunInfo:
+    """How the profiled program was started and how it ended."""
+
+    argv: list[str]
+    outcome: str = "completed"  # "completed" | "exception" | "exit" | "interrupted"
+    exit_code: int = 0
+    error: str | None = None
+    command: str = "profile"
+    started_at: str = ""
+    duration_s: float = 0.0
+    cwd: str = ""
+    python: str = ""
+    platform: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Session:
+    """Everything one run measured and concluded. See ``docs`` in the README for the JSON schema."""
+
+    run: RunInfo
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: list[MetricInfo] = field(default_factory=list)
+    cycles: list[CycleSample] = field(default_factory=list)
+    closures: list[ClosureRecord] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    growing_types: list[GrowingType] = field(default_factory=list)
+    retention: list[RetentionChain] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+    kind: str = "profile"
+    schema_version: int = SCHEMA_VERSION
+
+    # -- derived views (never stored twice) -------------------------------------------------------------
+    def metric_info(self, name: str) -> MetricInfo:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        return MetricInfo(name=name, unit="", label=name)
+
+    def series(self, metric: str) -> list[float]:
+        return [c.metrics[metric] for c in self.cycles if metric in c.metrics]
+
+    def leaks(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.leak]
+
+    def factories(self) -> dict[str, list[ClosureRecord]]:
+        out: dict[str, list[ClosureRecord]] = {}
+        for rec in self.closures:
+            out.setdefault(rec.factory, []).append(rec)
+        return out
+
+    # -- JSON --------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "kind": self.kind,
+            "run": asdict(self.run),
+            "settings": self.settings,
+            "metrics": [asdict(m) for m in self.metrics],
+            "cycles": [c.to_dict() for c in self.cycles],
+            "closures": [asdict(c) for c in self.closures],
+            "events": [asdict(e) for e in self.events],
+            "verdicts": [asdict(v) for v in self.verdicts],
+            "growing_types": [asdict(g) for g in self.growing_types],
+            "retention": [asdict(r) for r in self.retention],
+            "advice": list(self.advice),
+        }
+        return _finite(d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Session:
+        if not isinstance(d, dict) or "schema_version" not in d or "run" not in d:
+            raise SessionError("not a closuretrace session (no schema_version/run keys)")
+        version = d["schema_version"]
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise SessionError(f"not a closuretrace session (schema_version {version!r})")
+        if version > SCHEMA_VERSION:
+            raise SessionError(
+                f"session schema_version {version} is newer than this closuretrace reads ({SCHEMA_VERSION}); "
+                "upgrade closuretrace"
+            )
+        if version < 1:
+            raise SessionError(f"unknown session schema_version {version}")
+        try:
+            return cls(
+                schema_version=version,
+                kind=str(d.get("kind", "profile")),
+                run=_build(RunInfo, d["run"]),
+                settings=dict(d.get("settings", {})),
+                metrics=[_build(MetricInfo, m) for m in _list(d, "metrics")],
+                cycles=[CycleSample.from_dict(_obj(c, "cycle")) for c in _list(d, "cycles")],
+                closures=[_closure(c) for c in _list(d, "closures")],
+                events=[_build(Event, e) for e in _list(d, "events")],
+                verdicts=[_build(Verdict, v) for v in _list(d, "verdicts")],
+                growing_types=[_build(GrowingType, g) for g in _list(d, "growing_types")],
+                retention=[_build(RetentionChain, r) for r in _list(d, "retention")],
+                advice=[str(a) for a in _list(d, "advice")],
+            )
+        except SessionError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise SessionError(f"malformed closuretrace session: {type(exc).__name__}: {exc}") from None
+
+
+# -- loading and saving -----------------------------------------------------------------------------------
+
+def load_session(path: str | os.PathLike[str]) -> Session:
+    """Read a session JSON file; raise :class:`SessionError` with a one-line message if it is not one."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SessionError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise SessionError(f"{p}: is a directory, not a session file") from None
+    except UnicodeDecodeError:
+        raise SessionError(f"{p}: not a text file (not a closuretrace session)") from None
+    except OSError as exc:
+        raise SessionError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SessionError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); truncated?") from None
+    except RecursionError:
+        raise SessionError(f"{p}: JSON nested too deeply") from None
+    try:
+        return Session.from_dict(data)
+    except SessionError as exc:
+        raise SessionError(f"{p}: {exc}") from None
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so no reader sees half a file."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/inf: turn them into null so every reader can parse the file."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _obj(x: Any, what: str) -> dict[str, Any]:
+    if not isinstance(x, dict):
+        raise SessionError(f"malformed closuretrace session: a {what} is not an object")
+    return x
+
+
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    v = d.get(key, [])
+    if not isinstance(v, list):
+        raise SessionError(f"malformed closuretrace session: {key!r} is not a list")
+    return v
+
+
+def _int(d: dict[str, Any], key: str) -> int:
+    v = d.get(key)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise SessionError(f"malformed closuretrace session: {key!r} is not an integer")
+    return v
+
+
+def _build(cls: Any, d: Any) -> Any:
+    d = _obj(d, cls.__name__)
+    known = set(cls.__dataclass_fields__)
+    obj = cls(**{k: v for k, v in d.items() if k in known})
+    for name, f in cls.__dataclass_fields__.items():
+        v = getattr(obj, name)
+        # None stands for NaN/inf in floats (see _finite) and for "unknown" in optional fields.
+        if v is None:
+            if f.type in ("float",):
+                setattr(obj, name, math.nan)
+            continue
+        want = f.type
+        if want == "str" and not isinstance(v, str):
+            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a string")
+        if want in ("int", "int | None") and (not isinstance(v, int) or isinstance(v, bool)):
+            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not an integer")
+        if want in ("float", "float | None") and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a number")
+        if want == "bool" and not isinstance(v, bool):
+            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a boolean")
+        if want.startswith("list[") and not isinstance(v, list):
+            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a list")
+        if want.startswith("dict[") and not isinstance(v, dict):
+            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not an object")
+    return obj
+
+
+def _closure(d: Any) -> ClosureRecord:
+    rec: ClosureRecord = _build(ClosureRecord, d)
+    rec.captures = [_build(Capture, c) for c in rec.captures]
+    return rec
