@@ -248,7 +248,8 @@ class Session:
             "retention": [asdict(r) for r in self.retention],
             "advice": list(self.advice),
         }
-        return _finite(d)
+        out: dict[str, Any] = _finite(d)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)

@@ -1,4 +1,177 @@
+"""Advice: one or two sentences per finding, each grounded in a number the session measured.
+
+Every rule reads only the session (so ``render`` of a saved session gives the same advice) and says nothing
+that the measurements do not support: no rule fires on a pattern it merely recognises.
+"""
+
 from __future__ import annotations
-from typing import Any
-def advise(session: Any) -> list[str]:
+
+from collections.abc import Callable
+
+from closuretrace.analysis.verdicts import measured
+from closuretrace.session import Session, Verdict
+from closuretrace.units import fmt_bytes, fmt_value
+
+BIG_CAPTURE = 1024 * 1024
+
+
+def advise(session: Session) -> list[str]:
+    """All advice for ``session``, most important first."""
+    out: list[str] = []
+    for rule in RULES:
+        out.extend(rule(session))
+    return out
+
+
+def _verdict(session: Session, metric: str) -> Verdict | None:
+    return next((v for v in session.verdicts if v.metric == metric), None)
+
+
+def _chain_root(session: Session, metric: str) -> str | None:
+    for chain in session.retention:
+        if metric in chain.metric.split(", ") and chain.found and chain.root:
+            return chain.root
+    return None
+
+
+def _too_few_cycles(session: Session) -> list[str]:
+    warmup = int(session.settings.get("warmup", 1))
+    n = len(measured(session.cycles, warmup))
+    if n >= 3:
+        return []
+    return [
+        f"Only {n} cycle(s) were measured after the warm-up; a verdict needs at least 3. End cycles with "
+        "Keras fit(), --cycle-on FUNCTION, or `with profiler.cycle():`, and run more of them."
+    ]
+
+
+def _closure_churn(session: Session) -> list[str]:
+    out = []
+    alive = _verdict(session, "closures_alive")
+    for factory, recs in session.factories().items():
+        if len(recs) < 2:
+            continue
+        freed = sum(1 for r in recs if r.collected_cycle is not None)
+        reused = sum(1 for r in recs if r.reused_id_of is not None)
+        if freed >= len(recs) - 1 and not (alive and alive.leak):
+            ids = f"; {reused} took the id of a freed one, which is why ids alternate" if reused else ""
+            out.append(
+                f"{factory}: {len(recs)} closures created and {freed} freed{ids}. Recreating this closure is "
+                "not what grows memory; the old ones are collected."
+            )
+    return out
+
+
+def _closures_kept(session: Session) -> list[str]:
+    v = _verdict(session, "closures_alive")
+    if v is None or not v.leak:
+        return []
+    used = measured(session.cycles, int(session.settings.get("warmup", 1)))
+    first, last = used[0].closures_alive_by_factory, used[-1].closures_alive_by_factory
+    growing = sorted((f for f in last if last[f] > first.get(f, 0)), key=lambda f: first.get(f, 0) - last[f])
+    who = ", ".join(growing[:3]) or "some factory"
+    root = _chain_root(session, "closures_alive")
+    held = f" They are held by {root}." if root else ""
+    return [
+        f"Closures from {who} stay alive ({fmt_value(v.slope_per_cycle, '', True)} per cycle).{held} "
+        "Drop that reference when a cycle ends, or create the closure once and reuse it."
+    ]
+
+
+def _traces_kept(session: Session) -> list[str]:
+    graphs = _verdict(session, "tf_func_graphs")
+    fns = _verdict(session, "tf_functions")
+    leaking = [v for v in (graphs, fns) if v is not None and v.leak]
+    if not leaking:
+        return []
+    v = leaking[0]
+    warmup = int(session.settings.get("warmup", 1))
+    used_cycles = {c.index for c in measured(session.cycles, warmup)}
+    compiled = {e.cycle for e in session.events if e.kind == "compile" and e.cycle in used_cycles}
+    text = (
+        f"Every cycle leaves traced TensorFlow graphs alive ({fmt_value(v.slope_per_cycle, '', True)} "
+        f"{session.metric_info(v.metric).label} per cycle)."
+    )
+    root = _chain_root(session, v.metric) or _chain_root(session, "gc_objects")
+    if root:
+        text += f" The retention chain ends in {root}, a global the program does not clear."
+    if used_cycles and len(compiled) >= len(used_cycles) - 1:
+        text += (
+            " compile() ran in every measured cycle, and each compile makes the next fit() trace a new train "
+            "step: compile once and call fit() repeatedly, or run each trial in its own process."
+        )
+    return [text]
+
+
+def _optimizer_per_compile(session: Session) -> list[str]:
+    rss = _verdict(session, "rss_bytes")
+    if rss is None or not rss.leak:
+        return []
+    opts = [str(e.detail.get("optimizer", "")) for e in session.events if e.kind == "compile"]
+    if len(opts) < 2:
+        return []
+    strings = [o for o in opts if o.startswith("string")]
+    distinct_instances = {o for o in opts if o.startswith("instance")}
+    if len(strings) >= 2 or len(distinct_instances) >= 2:
+        how = "a string optimizer" if strings else f"{len(distinct_instances)} different optimizer instances"
+        return [
+            f"compile() was given {how} across {len(opts)} compiles, so each compile builds new optimizer "
+            f"variables while RSS grows {fmt_bytes(rss.slope_per_cycle, True)} per cycle; traces that stay "
+            "alive keep those variables. Create one optimizer instance and pass it to every compile()."
+        ]
     return []
+
+
+def _big_captures(session: Session) -> list[str]:
+    rss = _verdict(session, "rss_bytes")
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for rec in session.closures:
+        for cap in rec.captures:
+            if cap.nbytes is None or cap.nbytes < BIG_CAPTURE or (rec.factory, cap.name) in seen:
+                continue
+            seen.add((rec.factory, cap.name))
+            text = f"{rec.factory} captures '{cap.name}', a {cap.type} of {fmt_bytes(cap.nbytes)}."
+            if rss is not None and rss.leak and rss.slope_per_cycle >= 0.5 * cap.nbytes:
+                text += (
+                    f" RSS grows {fmt_bytes(rss.slope_per_cycle, True)} per cycle, about the size of that "
+                    "capture or more: a traced function embeds a captured array as a constant, so each retrace "
+                    "copies it. Pass it as a model input or a variable, or trace once."
+                )
+            out.append(text)
+    return out
+
+
+def _closure_losses_do_not_reload(session: Session) -> list[str]:
+    kinds = {r.kind for r in session.closures if "loss" in r.roles}
+    out = []
+    if "closure" in kinds:
+        out.append(
+            "A closure passed as a Keras loss is saved in .keras by its name only: load_model() cannot "
+            "rebuild it, and custom_objects would use whatever closure you pass then, not the captured value. "
+            "Use a keras.losses.Loss subclass whose get_config() returns the extra values, registered with "
+            "@keras.saving.register_keras_serializable()."
+        )
+    if "partial" in kinds:
+        out.append("A functools.partial loss cannot be serialized by model.save(); use a Loss subclass.")
+    if "lambda" in kinds:
+        out.append("A lambda loss reloads only with safe_mode=False; use a named function or a Loss subclass.")
+    return out
+
+
+def _all_flat(session: Session) -> list[str]:
+    if session.leaks() or len(measured(session.cycles, int(session.settings.get("warmup", 1)))) < 3:
+        return []
+    return ["No metric grows beyond its noise floor over the measured cycles: nothing here leaks per cycle."]
+
+
+RULES: list[Callable[[Session], list[str]]] = [
+    _too_few_cycles,
+    _closures_kept,
+    _traces_kept,
+    _optimizer_per_compile,
+    _big_captures,
+    _closure_churn,
+    _closure_losses_do_not_reload,
+    _all_flat,
+]

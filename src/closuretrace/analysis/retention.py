@@ -1,4 +1,135 @@
+"""For each leak verdict, choose a live object that shows the growth and search what keeps it alive.
+
+The choice is generic: for ``closures_alive``, the earliest-born closure still alive from the factory whose
+count grows most; for a metric that counts a type (``tf_func_graphs``), an instance of that type; for any other
+metric, an instance of the steepest-growing type (specific types before builtins). Only objects born after the
+warm-up and still alive at the end qualify, so a long-lived object made on purpose is not blamed.
+"""
+
 from __future__ import annotations
-from typing import Any
-def chains_for(session: Any, profiler: Any, ignore: Any) -> list[Any]:
-    return []
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from closuretrace.analysis.verdicts import measured
+from closuretrace.probes import metric_def
+from closuretrace.session import RetentionChain, Session
+
+if TYPE_CHECKING:
+    from closuretrace.profiler import Profiler
+
+
+def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> list[RetentionChain]:
+    """One retention chain per leaking metric (metrics that share a target share the chain)."""
+    if not session.leaks():
+        return []
+    from closuretrace.analysis.chains import find_chain
+
+    out: list[RetentionChain] = []
+    by_target: dict[int, RetentionChain] = {}
+    own = list(ignore)
+    try:
+        for verdict in session.leaks():
+            picked = _pick(verdict.metric, session, profiler)
+            if picked is None:
+                out.append(
+                    RetentionChain(
+                        target="(no live object to start from)",
+                        metric=verdict.metric,
+                        chain=[],
+                        found=False,
+                        note="no object born after the warm-up was still alive to search from",
+                    )
+                )
+                continue
+            target, description, born = picked
+            known = by_target.get(id(target))
+            if known is not None:
+                known.metric += f", {verdict.metric}"
+                del target
+                continue
+            result = find_chain(
+                target,
+                ignore=[*own, out, by_target],
+                max_depth=profiler.options.chain_depth,
+                timeout=profiler.options.chain_timeout,
+            )
+            chain = RetentionChain(
+                target=description,
+                metric=verdict.metric,
+                chain=list(result.hops),
+                found=result.found,
+                born_cycle=born,
+                root=result.root,
+                note=result.note,
+            )
+            by_target[id(target)] = chain
+            out.append(chain)
+            del target
+    finally:
+        own.clear()
+        by_target.clear()
+    return out
+
+
+def _pick(metric: str, session: Session, profiler: Profiler) -> tuple[Any, str, int] | None:
+    warmup = int(session.settings.get("warmup", 1))
+    if metric == "closures_alive":
+        return _pick_closure(session, profiler, warmup)
+    d = metric_def(metric)
+    if d.types:
+        classes = [c for c in (_resolve(t) for t in d.types) if c is not None]
+        hit = _earliest(profiler, warmup, lambda name, obj: isinstance(obj, tuple(classes)))
+        if hit is not None:
+            return hit
+    ranked = sorted(session.growing_types, key=lambda g: g.type.split(".")[0] in ("builtins",) or "." not in g.type)
+    for g in ranked:
+        hit = _earliest(profiler, warmup, lambda name, obj, want=g.type: name == want)
+        if hit is not None:
+            return hit
+    return _pick_closure(session, profiler, warmup)
+
+
+def _pick_closure(session: Session, profiler: Profiler, warmup: int) -> tuple[Any, str, int] | None:
+    used = measured(session.cycles, warmup) or session.cycles
+    if not used:
+        return None
+    first, last = used[0].closures_alive_by_factory, used[-1].closures_alive_by_factory
+    growth = {f: n - first.get(f, 0) for f, n in last.items()}
+    order = sorted(growth, key=lambda f: -growth[f])
+    for factory in order:
+        best: tuple[Any, str, int] | None = None
+        for rec, obj in profiler.registry.alive():
+            if rec.factory != factory or rec.created_cycle < warmup:
+                continue
+            if best is None or rec.created_cycle < best[2]:
+                best = (obj, f"closure #{rec.serial} {rec.qualname}", rec.created_cycle)
+            del obj
+        if best is not None:
+            return best
+    return None
+
+
+def _earliest(profiler: Profiler, warmup: int, want: Any) -> tuple[Any, str, int] | None:
+    best: tuple[Any, str, int] | None = None
+    for name, cycle, obj in _samples(profiler):
+        if cycle >= warmup and (best is None or cycle < best[2]) and want(name, obj):
+            best = (obj, f"{name.rsplit('.', 1)[-1]} object ({name})", cycle)
+        del obj
+    return best
+
+
+def _samples(profiler: Profiler) -> Iterator[tuple[str, int, Any]]:
+    for name, entries in list(profiler.heap.samples.items()):
+        for cycle, ref in entries:
+            obj = ref()
+            if obj is not None:
+                yield name, cycle, obj
+            del obj
+
+
+def _resolve(qualified: str) -> type | None:
+    mod_name, _, attr = qualified.rpartition(".")
+    cls = getattr(sys.modules.get(mod_name), attr, None)
+    return cls if isinstance(cls, type) else None

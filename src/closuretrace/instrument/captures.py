@@ -99,7 +99,8 @@ def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
             return f"<{type(obj).__name__} shape={meta[0]} dtype={meta[1]}>"
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
             return f"<{type(obj).__name__} {getattr(obj, '__qualname__', '?')}>"
-        text = _reprs.repr(obj)
+        # reprlib shortens builtin containers; for anything else it would hide a failing __repr__.
+        text = _reprs.repr(obj) if type(obj).__module__ == "builtins" else repr(obj)
     except RecursionError:
         return f"<{type_name(obj)}: repr recursed>"
     except Exception as exc:

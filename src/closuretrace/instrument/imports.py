@@ -34,7 +34,7 @@ class _Finder(importlib.abc.MetaPathFinder):
                 find = getattr(finder, "find_spec", None)
                 if find is None:
                     continue
-                spec = find(fullname, path, target)
+                spec: importlib.machinery.ModuleSpec | None = find(fullname, path, target)
                 if spec is not None:
                     break
             else:

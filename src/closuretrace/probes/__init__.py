@@ -35,7 +35,9 @@ METRICS: dict[str, MetricDef] = {
     m.name: m
     for m in (
         MetricDef("rss_bytes", "bytes", "RSS", "resident set size of the process (psutil)", 256 * KiB),
-        MetricDef("gc_objects", "objects", "gc objects", "objects tracked by Python's gc, the tool's own excluded", 100),
+        MetricDef(
+            "gc_objects", "objects", "gc objects", "objects tracked by Python's gc, the tool's own excluded", 100
+        ),
         MetricDef("closures_alive", "closures", "closures alive", "watched callables still alive", 0.5),
         MetricDef(
             "tf_func_graphs", "graphs", "TF FuncGraphs", "live tf FuncGraph objects (one or more per trace)", 0.5,

@@ -50,7 +50,8 @@ class CodeFilter:
         if filename.startswith("<") and module and module != "__main__":
             # Generated code (dataclass __init__, exec'd templates) belongs to the module that made it.
             mod_file = getattr(sys.modules.get(module), "__file__", None)
-            ok = self(mod_file, None) if isinstance(mod_file, str) else self.include_libraries
+            # A module without a file was made by exec() in the program itself: user code.
+            ok = self(mod_file, None) if isinstance(mod_file, str) else True
         else:
             real = os.path.realpath(filename) if not filename.startswith("<") else filename
             if real.startswith(os.path.join(_TOOL_DIR, "")):

@@ -1,0 +1,74 @@
+"""Number formatting shared by every renderer, so the terminal, Markdown and HTML say the same thing."""
+
+from __future__ import annotations
+
+import math
+
+from closuretrace.session import ClosureRecord, Session, Verdict
+from closuretrace.units import fmt_bytes, fmt_value
+
+__all__ = ["fmt_bytes", "fmt_value"]
+
+
+def fmt_ci(v: Verdict) -> str:
+    if not (math.isfinite(v.ci_low) and math.isfinite(v.ci_high)):
+        return "n/a"
+    return f"[{fmt_value(v.ci_low, v.unit, True)}, {fmt_value(v.ci_high, v.unit, True)}]"
+
+
+def verdict_word(v: Verdict) -> str:
+    if v.leak:
+        return "LEAK"
+    if v.n_cycles < 3:
+        return "too few cycles"
+    if v.ci_low > 0:
+        return "grows (below noise floor)"
+    return "flat"
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s:.2f} s" if s < 100 else f"{s:.0f} s"
+
+
+def short_type(name: str) -> str:
+    """``tensorflow.python.framework.func_graph.FuncGraph`` -> ``FuncGraph``."""
+    return name.rsplit(".", 1)[-1]
+
+
+def factory_rows(session: Session) -> list[dict[str, object]]:
+    """One row per factory: created, freed, alive at end, id reuses, largest capture."""
+    rows: list[dict[str, object]] = []
+    for factory, recs in session.factories().items():
+        largest = max(
+            (r.largest_capture for r in recs if r.largest_capture is not None),
+            key=lambda c: c.nbytes or 0,
+            default=None,
+        )
+        rows.append(
+            {
+                "factory": factory,
+                "kind": _kinds(recs),
+                "created": len(recs),
+                "freed": sum(1 for r in recs if r.collected_cycle is not None),
+                "alive": sum(1 for r in recs if r.alive_at_end),
+                "ids_reused": sum(1 for r in recs if r.reused_id_of is not None),
+                "largest": (
+                    f"{largest.name}: {largest.type} ({fmt_bytes(largest.nbytes or 0)})" if largest else ""
+                ),
+                "sources": ", ".join(sorted({r.source for r in recs})),
+            }
+        )
+    rows.sort(key=lambda r: (-int(str(r["alive"])), -int(str(r["created"])), str(r["factory"])))
+    return rows
+
+
+def _kinds(recs: list[ClosureRecord]) -> str:
+    return ", ".join(sorted({r.kind for r in recs}))
+
+
+def headline(session: Session) -> str:
+    run = session.run
+    target = " ".join(run.argv) if run.argv else "(no argv)"
+    tail = f"{run.outcome}, exit {run.exit_code}"
+    took = fmt_seconds(run.duration_s)
+    return f"closuretrace {session.kind} of {target} ({tail}, {took}, {len(session.cycles)} cycles)"

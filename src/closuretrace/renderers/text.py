@@ -1,0 +1,85 @@
+"""The terminal summary: verdicts, closures by factory, growing types, retention chains, advice.
+
+The same text ends ``closuretrace profile`` and a failing pytest check, so it is plain (no colour codes) and
+fits 100 columns.
+"""
+
+from __future__ import annotations
+
+from closuretrace.renderers.format import (
+    factory_rows,
+    fmt_ci,
+    fmt_value,
+    headline,
+    short_type,
+    verdict_word,
+)
+from closuretrace.session import Session
+
+MAX_FACTORIES = 12
+MAX_TYPES = 8
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  " + "  ".join(cells).rstrip())
+    return out
+
+
+def render(session: Session) -> str:
+    """Plain-text summary of a session, as printed at the end of ``closuretrace profile``."""
+    lines = [headline(session)]
+    if session.run.error:
+        lines.append(f"  error: {session.run.error}")
+    warmup = session.settings.get("warmup", 1)
+    lines += ["", f"Verdicts (growth per cycle, least squares over the cycles after {warmup} warm-up, 95% CI)"]
+    if session.verdicts:
+        rows = [["metric", "per cycle", "95% CI", "verdict"]]
+        for v in session.verdicts:
+            label = session.metric_info(v.metric).label or v.metric
+            rows.append([label, fmt_value(v.slope_per_cycle, v.unit, True), fmt_ci(v), verdict_word(v)])
+        lines += _table(rows, right={1})
+    else:
+        lines.append("  (no cycles measured)")
+
+    frows = factory_rows(session)
+    lines += ["", "Closures by factory"]
+    if frows:
+        rows = [["factory", "kind", "created", "freed", "alive at end", "ids reused", "largest capture"]]
+        for r in frows[:MAX_FACTORIES]:
+            rows.append([str(r[k]) for k in ("factory", "kind", "created", "freed", "alive", "ids_reused", "largest")])
+        lines += _table(rows, right={2, 3, 4, 5})
+        if len(frows) > MAX_FACTORIES:
+            lines.append(f"  ... and {len(frows) - MAX_FACTORIES} more factories (see the report)")
+    else:
+        lines.append("  (no closures seen)")
+
+    if session.growing_types:
+        lines += ["", "Types that grow"]
+        rows = [["type", "per cycle", "every cycle", "first -> last"]]
+        for g in session.growing_types[:MAX_TYPES]:
+            rows.append(
+                [
+                    short_type(g.type),
+                    fmt_value(g.slope_per_cycle, "", True),
+                    "yes" if g.grows_every_cycle else "no",
+                    f"{g.counts[0]:,} -> {g.counts[-1]:,}",
+                ]
+            )
+        lines += _table(rows, right={1})
+
+    for chain in session.retention:
+        born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
+        lines += ["", f"What keeps it alive ({chain.metric}): {chain.target}{born}"]
+        if chain.found:
+            lines += [f"  {i}. {hop}" for i, hop in enumerate(chain.chain, 1)]
+        if chain.note:
+            lines.append(f"  ({chain.note})")
+
+    if session.advice:
+        lines += ["", "Advice"]
+        lines += [f"  - {a}" for a in session.advice]
+    return "\n".join(lines) + "\n"
