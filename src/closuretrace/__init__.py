@@ -20,6 +20,7 @@ from __future__ import annotations
 from closuretrace._version import __version__
 from closuretrace.instrument.track import end_cycle_after, track
 from closuretrace.profiler import ProfileOptions, Profiler
+from closuretrace.renderers.text import render as render_text
 from closuretrace.session import Session, SessionError, load_session
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "__version__",
     "end_cycle_after",
     "load_session",
+    "render_text",
     "track",
 ]
