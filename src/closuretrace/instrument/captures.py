@@ -26,10 +26,16 @@ _reprs.maxlist = _reprs.maxtuple = _reprs.maxset = _reprs.maxdict = 6
 _reprs.maxlevel = 2
 
 
-def type_name(obj: Any) -> str:
-    t = type(obj)
+def qualified_name(t: type) -> str:
+    """``module.QualName`` of a type; builtins by their bare name (``dict``, ``function``)."""
     mod = getattr(t, "__module__", "") or ""
-    return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+    qual = getattr(t, "__qualname__", None) or getattr(t, "__name__", "?")
+    return qual if mod == "builtins" else f"{mod}.{qual}"
+
+
+def type_name(obj: Any) -> str:
+    """The qualified name of ``obj``'s type."""
+    return qualified_name(type(obj))
 
 
 def _array_meta(obj: Any) -> tuple[str, str] | None:

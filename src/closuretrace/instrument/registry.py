@@ -32,6 +32,8 @@ class ClosureRegistry:
         # id -> serial of the last watched object that died at that address.
         self._dead_ids: dict[int, int] = {}
         self.id_reuses = 0
+        # One bound method for every weak reference's callback (a new one per reference would be garbage of ours).
+        self._callback = self._collected
 
     # -- recording ---------------------------------------------------------------------------------------
     def lookup(self, obj: Any) -> ClosureRecord | None:
@@ -87,7 +89,7 @@ class ClosureRegistry:
             rec.reused_id_of = dead
             self.id_reuses += 1
         try:
-            ref = weakref.ref(obj, self._collected)
+            ref = weakref.ref(obj, self._callback)
         except TypeError:
             rec.weakrefable = False
         else:
@@ -142,6 +144,7 @@ class ClosureRegistry:
         yield self._live
         yield self._by_ref
         yield self._dead_ids
+        yield self._callback
         for rec in self._records:
             yield rec
             yield rec.args

@@ -7,6 +7,7 @@ are those of the program alone. Samples are weak references: a sampled object is
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import sys
 import sysconfig
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from closuretrace.instrument.captures import type_name
+from closuretrace.instrument.captures import qualified_name
 
 _FunctionType = types.FunctionType
 _TOOL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +65,10 @@ class CodeFilter:
         return ok
 
 
+def _ignore(ref: weakref.ref[Any]) -> None:
+    return None
+
+
 @dataclass
 class HeapReading:
     gc_objects: int
@@ -98,9 +103,9 @@ class HeapProbe:
         objs = gc.get_objects()
         try:
             counts: Counter[type] = Counter(map(type, objs))
-            own: Counter[type] = Counter(type(o) for o in self._own() if gc.is_tracked(o))
-            own.update(type(o) for o in self.own_objects() if gc.is_tracked(o))
-            counts.subtract(own)
+            mine = {id(o): o for o in itertools.chain(self._own(), self.own_objects()) if gc.is_tracked(o)}
+            counts.subtract(Counter(map(type, mine.values())))
+            del mine
             counts = +counts  # drops zero and negative entries
             total = sum(counts.values())
             closures: list[Any] = []
@@ -116,7 +121,7 @@ class HeapProbe:
             if sample:
                 self._sample(cycle, counts, objs)
             self._prev = counts
-            by_type = {type_name(t): n for t, n in counts.items()}
+            by_type = {qualified_name(t): n for t, n in counts.items()}
             return HeapReading(gc_objects=total, by_type=by_type, type_objects=counts, closures=closures)
         finally:
             del objs
@@ -139,12 +144,13 @@ class HeapProbe:
             if not left:
                 continue
             try:
-                ref = weakref.ref(o)
+                # With a callback the reference is always a new object of ours, never one the program shares.
+                ref = weakref.ref(o, _ignore)
             except TypeError:
                 self._unweakrefable.add(t)
                 del wanted[t]
                 continue
-            self.samples.setdefault(type_name(t), []).append((cycle, ref))
+            self.samples.setdefault(qualified_name(t), []).append((cycle, ref))
             if left == 1:
                 del wanted[t]
                 if not wanted:
