@@ -69,6 +69,11 @@ def _kinds(recs: list[ClosureRecord]) -> str:
 def headline(session: Session) -> str:
     run = session.run
     target = " ".join(run.argv) if run.argv else "(no argv)"
-    tail = f"{run.outcome}, exit {run.exit_code}"
+    tail = {
+        "completed": "completed",
+        "exit": f"sys.exit({run.exit_code})",
+        "exception": "raised an exception, exit 1",
+        "interrupted": "interrupted, exit 130",
+    }.get(run.outcome, f"{run.outcome}, exit {run.exit_code}")
     took = fmt_seconds(run.duration_s)
     return f"closuretrace {session.kind} of {target} ({tail}, {took}, {len(session.cycles)} cycles)"
