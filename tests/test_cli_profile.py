@@ -200,6 +200,10 @@ def test_cycle_on_finds_the_closure_leak(tmp_path: Path) -> None:
     assert len(data["cycles"]) == 6
     assert [c["closures_alive"] for c in data["cycles"]] == [1, 2, 3, 4, 5, 6]
     assert _closures_verdict(data)["leak"] is True
+    chain = next(r for r in data["retention"] if "closures_alive" in r["metric"])
+    assert chain["found"] and chain["root"] == "__main__.leaked", chain
+    assert chain["chain"][0].startswith("__main__.leaked → list")
+    assert "step.<locals>.loss" in chain["chain"][-1]
 
     proc = profile(tmp_path, "-q", "-o", "out2.json", "--cycle-on", "step", "--fail-on-leak", "leaky.py")
     assert proc.returncode == EXIT_LEAK == 10, proc.stderr
