@@ -29,7 +29,7 @@ _reprs.maxlevel = 2
 def qualified_name(t: type) -> str:
     """``module.QualName`` of a type; builtins by their bare name (``dict``, ``function``)."""
     mod = getattr(t, "__module__", "") or ""
-    qual = getattr(t, "__qualname__", None) or getattr(t, "__name__", "?")
+    qual = str(getattr(t, "__qualname__", None) or getattr(t, "__name__", "?"))
     return qual if mod == "builtins" else f"{mod}.{qual}"
 
 

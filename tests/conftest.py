@@ -1,0 +1,34 @@
+"""Shared fixtures for the Keras/TensorFlow tests (tests marked ``tf``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Before anything imports TensorFlow: keep its C++ INFO/WARNING lines out of the test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run ``tf`` tests last: once TensorFlow is imported it stays in ``sys.modules`` (and makes every
+    ``gc.collect()`` slower), and the pure-Python tests should see the process as a non-Keras user would."""
+    items.sort(key=lambda item: item.get_closest_marker("tf") is not None)
+
+
+@pytest.fixture(scope="session")
+def keras_mod():
+    """The ``keras`` module (skips the test where Keras is not installed)."""
+    return pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="session")
+def mnist_like():
+    """``(x, y)``: 512 samples of 784 float32 features and one-hot labels of 10 classes that a linear teacher
+    assigns, so an MLP can learn them. Stands in for MNIST (no network here); made once per session."""
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(20240611)
+    x = rng.standard_normal((512, 784), dtype=np.float32)
+    teacher = rng.standard_normal((784, 10), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[np.argmax(x @ teacher, axis=1)]
+    return x, y
