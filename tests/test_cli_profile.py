@@ -323,6 +323,32 @@ def test_default_output_in_reports_and_concurrent_runs_do_not_clash(tmp_path: Pa
         assert report(f)["run"]["outcome"] == "completed"
     assert sorted(p.pid for p in procs) == sorted(int(f.stem.rsplit("-", 1)[1]) for f in files)
     assert not [f for f in os.listdir(tmp_path / "reports") if f.endswith(".tmp")]
+    # Each run writes JSON, Markdown and HTML side by side.
+    for f in files:
+        assert f.with_suffix(".md").read_text().startswith("# closuretrace profile of job.py")
+        assert "<svg" in f.with_suffix(".html").read_text()
+
+
+def test_render_of_the_saved_json_equals_what_profile_wrote(tmp_path: Path) -> None:
+    script(tmp_path, "leaky.py", LEAKY)
+    proc = profile(tmp_path, "-q", "--cycle-on", "step", "leaky.py")
+    assert proc.returncode == 0, proc.stderr
+    (saved,) = (tmp_path / "reports").glob("leaky-*.json")
+    for ext in (".md", ".html"):
+        again = subprocess.run(
+            [sys.executable, "-m", "closuretrace", "render", str(saved), "-o", f"again{ext}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )
+        assert again.returncode == 0, again.stderr
+        assert (tmp_path / f"again{ext}").read_text() == saved.with_suffix(ext).read_text()
+    assert "__main__.leaked" in saved.with_suffix(".md").read_text()
+
+
+def test_unknown_output_extension_is_refused_before_the_run(tmp_path: Path) -> None:
+    script(tmp_path, "prog.py", "open('ran', 'w').close()\n")
+    line = one_error_line(profile(tmp_path, "-o", "out.pdf", "prog.py"))
+    assert "extension '.pdf'" in line
+    assert not (tmp_path / "ran").exists()
 
 
 def test_cycle_on_in_a_module_run_with_dash_m(tmp_path: Path) -> None:

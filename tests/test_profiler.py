@@ -39,7 +39,7 @@ def test_closure_leak_gets_a_verdict_and_a_chain_naming_the_container():
         s = prof.session
         alive = next(v for v in s.verdicts if v.metric == "closures_alive")
         assert alive.leak and alive.slope_per_cycle == 1.0
-        assert s.cycles[-1].closures_alive_by_factory == {"ct_leaky_mod.make": 7}
+        assert s.cycles[-1].closures_alive_by_factory["ct_leaky_mod.make"] == 7
         chain = next(c for c in s.retention if "closures_alive" in c.metric)
         assert chain.found, chain.note
         assert chain.root == "ct_leaky_mod.leaked"

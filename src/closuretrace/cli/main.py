@@ -23,6 +23,8 @@ PROG = "closuretrace"
 #: The subcommands, ``"module:Class"``, in the order ``closuretrace --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "closuretrace.cli.profile:ProfileCommand",
+    "closuretrace.cli.render:RenderCommand",
+    "closuretrace.cli.diff:DiffCommand",
 )
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from closuretrace.cli.errors import EXIT_USAGE, CLIError, warning_line
+from closuretrace.renderers import UnknownFormatError, format_for_path
 
 if TYPE_CHECKING:
     from closuretrace.session import Session
@@ -177,13 +178,15 @@ def _err(text: str) -> None:
             continue
 
 
-def _render_json(session: Session) -> str:
+def _render_for(session: Session, path: Path) -> str:
+    """The report for ``path``'s extension; JSON falls back to the session's own, so it is never lost."""
+    from closuretrace.renderers import render_for_path
+
     try:
-        # import_module, not "from closuretrace.renderers import json": a package attribute named json (the
-        # stdlib module) would shadow the submodule.
-        rendered: str = importlib.import_module("closuretrace.renderers.json").render(session)
-        return rendered
-    except Exception as exc:  # the report must be written: fall back to the session's own JSON
+        return render_for_path(session, path)
+    except Exception as exc:  # the report must be written
+        if path.suffix.lower() != ".json":
+            raise
         _err(warning_line(f"JSON renderer failed ({type(exc).__name__}: {exc}); writing the raw session"))
         return session.to_json()
 
@@ -283,6 +286,10 @@ class ProfileCommand:
 
         if args.output:
             output = Path(os.path.abspath(args.output))
+            try:
+                format_for_path(output)
+            except UnknownFormatError as exc:
+                raise CLIError(str(exc)) from None
         else:
             output = default_output(main_run.stem)
             try:
@@ -314,7 +321,14 @@ class ProfileCommand:
         finally:
             main_run.__exit__(None, None, None)
 
-        written = write_report(output, _render_json(session))
+        # -o picks one format by its extension; by default JSON, Markdown and HTML are written side by side.
+        outputs = [output] if args.output else [output.with_suffix(ext) for ext in (".json", ".md", ".html")]
+        written = [write_report(outputs[0], _render_for(session, outputs[0]))]
+        for extra in outputs[1:]:
+            try:
+                written.append(write_report(extra, _render_for(session, extra)))
+            except Exception as exc:  # the JSON is safe; a failing renderer must not turn the run into an error
+                _err(warning_line(f"could not write {extra.name} ({type(exc).__name__}: {exc})"))
         try:
             sys.stdout.flush()
         except (OSError, ValueError, AttributeError):
@@ -325,7 +339,7 @@ class ProfileCommand:
                 _err(summary)
         for line in main_run.warnings():
             _err(warning_line(line))
-        _err(f"closuretrace: report written to {written}")
+        _err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
 
         if args.fail_on_leak and outcome.exit_code == 0 and session.leaks():
             return EXIT_LEAK

@@ -1,0 +1,305 @@
+"""GitHub-flavoured Markdown: the report for a pull request comment or a CI step summary.
+
+It reads as plain text too. Everything the profiled program controls (reprs, names, argv, error text) is
+escaped: identifiers go into code spans, prose gets backslash escapes, and neither a ``|`` nor a newline nor
+``<script>`` in a repr can break a table or inject HTML.
+"""
+
+from __future__ import annotations
+
+import re
+
+from closuretrace.analysis.diff import SessionDiff, fmt_rate, fmt_ratio
+from closuretrace.renderers.format import (
+    factory_rows,
+    fmt_ci,
+    fmt_value,
+    headline,
+    short_type,
+    verdict_word,
+)
+from closuretrace.session import Session
+
+MAX_FACTORIES = 20
+MAX_TYPES = 10
+#: Longest user-controlled text in a table cell (reprs can be huge).
+MAX_CELL = 80
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: Characters that mean something to Markdown or HTML inline: always escaped in prose (``>`` only matters at the
+#: start of a line, where user text never is).
+_PROSE_SPECIAL = re.compile(r"([\\`*\[\]<|&~])")
+#: ``_`` only opens or closes emphasis next to a non-word character, so ``outer_loss`` stays as it is.
+_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def _clean(text: object, newline: str, limit: int | None) -> str:
+    s = str(text).replace("\r\n", "\n").replace("\r", "\n").replace("\n", newline)
+    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+    if limit is not None and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s
+
+
+def escape(text: object, limit: int | None = None) -> str:
+    """User text as Markdown prose: shows literally, on one line, with no link, emphasis or HTML."""
+    s = _clean(text, " ", limit)
+    s = _PROSE_SPECIAL.sub(r"\\\1", s)
+    return _UNDERSCORE.sub(r"\\_", s)
+
+
+def code(text: object, table: bool = False, limit: int | None = None) -> str:
+    """User text as a code span (``<`` and ``*`` are literal there); ``|`` escaped inside tables."""
+    s = _clean(text, "\\n", limit)
+    if not s:
+        return ""
+    longest = max((len(run) for run in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    if s[0] == "`" or s[-1] == "`" or (s[0] == " " and s[-1] == " " and s.strip(" ")):
+        s = f" {s} "
+    if table:
+        s = s.replace("|", "\\|")
+    return f"{fence}{s}{fence}"
+
+
+def prose(text: object) -> str:
+    """Like :func:`escape`, but text between backticks becomes a code span (how advice marks code)."""
+    parts = re.split(r"(`[^`\n]+`)", str(text))
+    return "".join(code(p[1:-1]) if i % 2 else escape(p) for i, p in enumerate(parts))
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> list[str]:
+    align = ["---:" if i in (right or set()) else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return lines
+
+
+def measured_cycles(session: Session) -> int:
+    """How many cycles the verdicts are fitted over (the largest ``n_cycles`` of any verdict)."""
+    return max((v.n_cycles for v in session.verdicts), default=0)
+
+
+def status(session: Session) -> str:
+    """``leak``, ``flat`` or ``inconclusive`` (no verdict drawn from at least 3 cycles)."""
+    if session.leaks():
+        return "leak"
+    if not session.verdicts or all(v.n_cycles < 3 for v in session.verdicts):
+        return "inconclusive"
+    return "flat"
+
+
+#: The word that opens the conclusion, per :func:`status`.
+STATUS_WORD = {"leak": "LEAK", "flat": "No leak", "inconclusive": "Inconclusive"}
+
+
+def finding(session: Session) -> str:
+    """What :func:`conclusion` says after its opening word; plain text (escape it for the target format)."""
+    n = measured_cycles(session)
+    warmup = int(session.settings.get("warmup", 1))
+    state = status(session)
+    if state == "leak":
+        parts = [
+            f"{session.metric_info(v.metric).label or v.metric} {fmt_rate(v.slope_per_cycle, v.unit)}"
+            for v in session.leaks()
+        ]
+        return f"{', '.join(parts)} (over {n} cycles after {warmup} warm-up)."
+    if state == "inconclusive":
+        return f"{n} cycle(s) measured after {warmup} warm-up; a verdict needs at least 3. Run more cycles."
+    growing = [session.metric_info(v.metric).label or v.metric for v in session.verdicts if verdict_word(v) != "flat"]
+    tail = f"; {', '.join(growing)} grow(s) below the noise floor" if growing else ""
+    return f"nothing grows beyond its noise floor over {n} cycles after {warmup} warm-up{tail}."
+
+
+def conclusion(session: Session) -> str:
+    """The one-line answer, e.g. ``LEAK: RSS +4.6 MiB/cycle (over 7 cycles after 1 warm-up).``; plain text."""
+    return f"{STATUS_WORD[status(session)]}: {finding(session)}"
+
+
+def run_line(session: Session) -> str:
+    """When, where and how long: ``started ..., Python 3.11.2 on Linux, 6 cycles (1 warm-up)``; plain text."""
+    run = session.run
+    warmup = int(session.settings.get("warmup", 1))
+    parts = []
+    if run.started_at:
+        parts.append(f"started {run.started_at}")
+    if run.python:
+        parts.append(f"Python {run.python}" + (f" on {run.platform}" if run.platform else ""))
+    parts.append(f"{len(session.cycles)} cycles ({warmup} warm-up)")
+    return ", ".join(parts)
+
+
+def _verdict_cell(word: str) -> str:
+    return f"**{word}**" if word == "LEAK" else word
+
+
+def render(session: Session) -> str:
+    """The session as GitHub-flavoured Markdown."""
+    lines = [f"# {escape(headline(session))}", ""]
+    lines += [f"**{STATUS_WORD[status(session)]}**: {escape(finding(session))}", ""]
+    lines.append(f"Run: {escape(run_line(session))}")
+    if session.run.error:
+        lines += ["", f"Error: {code(session.run.error, limit=500)}"]
+
+    warmup = int(session.settings.get("warmup", 1))
+    lines += [
+        "",
+        "## Verdicts",
+        "",
+        f"Growth per cycle: least-squares slope over the cycles after {warmup} warm-up, with its 95% confidence "
+        "interval. A leak needs the interval clear of zero and the slope above the metric's noise floor.",
+        "",
+    ]
+    if session.verdicts:
+        rows = []
+        notes = []
+        for v in session.verdicts:
+            info = session.metric_info(v.metric)
+            rows.append(
+                [
+                    escape(info.label or v.metric),
+                    fmt_value(v.slope_per_cycle, v.unit, True),
+                    fmt_ci(v),
+                    _verdict_cell(verdict_word(v)),
+                ]
+            )
+            if v.note:
+                notes.append(f"- {escape(info.label or v.metric)}: {prose(v.note)}")
+        lines += _table(["metric", "per cycle", "95% CI", "verdict"], rows, right={1})
+        if notes:
+            lines += ["", *notes]
+    else:
+        lines.append("No cycles measured.")
+
+    lines += ["", "## Closures by factory", ""]
+    frows = factory_rows(session)
+    if frows:
+        rows = [
+            [
+                code(r["factory"], table=True, limit=MAX_CELL),
+                escape(r["kind"]),
+                str(r["created"]),
+                str(r["freed"]),
+                str(r["alive"]),
+                str(r["ids_reused"]),
+                code(r["largest"], table=True, limit=MAX_CELL),
+            ]
+            for r in frows[:MAX_FACTORIES]
+        ]
+        lines += _table(
+            ["factory", "kind", "created", "freed", "alive at end", "ids reused", "largest capture"],
+            rows,
+            right={2, 3, 4, 5},
+        )
+        if len(frows) > MAX_FACTORIES:
+            lines += ["", f"… and {len(frows) - MAX_FACTORIES} more factories (see the HTML or JSON report)."]
+    else:
+        lines.append("No closures seen.")
+
+    if session.growing_types:
+        lines += ["", "## Types that grow", ""]
+        rows = [
+            [
+                code(short_type(g.type), table=True, limit=MAX_CELL),
+                fmt_value(g.slope_per_cycle, "", True),
+                "yes" if g.grows_every_cycle else "no",
+                f"{g.counts[0]:,} → {g.counts[-1]:,}" if g.counts else "",
+            ]
+            for g in session.growing_types[:MAX_TYPES]
+        ]
+        lines += _table(["type", "per cycle", "every cycle", "first → last"], rows, right={1})
+        if len(session.growing_types) > MAX_TYPES:
+            lines += ["", f"… and {len(session.growing_types) - MAX_TYPES} more types."]
+
+    for chain in session.retention:
+        born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
+        lines += [
+            "",
+            f"## What keeps it alive ({escape(chain.metric)})",
+            "",
+            f"Target: {code(chain.target, limit=200)}{born}",
+            "",
+        ]
+        if chain.found and chain.chain:
+            lines += [f"{i}. {code(hop, limit=200)}" for i, hop in enumerate(chain.chain, 1)]
+        elif not chain.found:
+            lines.append("No chain found.")
+        if chain.note:
+            lines += ["", f"Note: {prose(chain.note)}"]
+
+    if session.advice:
+        lines += ["", "## Advice", ""]
+        lines += [f"- {prose(a)}" for a in session.advice]
+    return "\n".join(lines) + "\n"
+
+
+# -- diff -------------------------------------------------------------------------------------------------
+
+def _change_cell(change: str) -> str:
+    return f"**{change}**" if change in ("still leaking", "new leak") else change
+
+
+def render_diff(diff: SessionDiff) -> str:
+    """A comparison of two sessions (before ``A``, after ``B``) as GitHub-flavoured Markdown."""
+    a, b = diff.a, diff.b
+    lines = [
+        f"# closuretrace diff: {escape(diff.headline())}",
+        "",
+        f"**{escape(diff.conclusion())}**",
+        "",
+        f"- A: {code(diff.name_a)}: {escape(headline(a))}",
+        f"- B: {code(diff.name_b)}: {escape(headline(b))}",
+        "",
+        "## Growth per cycle",
+        "",
+    ]
+    if diff.metrics:
+        rows = []
+        for m in diff.metrics:
+            rows.append(
+                [
+                    escape(m.label),
+                    fmt_rate(m.slope_a, m.unit),
+                    _verdict_cell(verdict_word(m.a)) if m.a else "not measured",
+                    fmt_rate(m.slope_b, m.unit),
+                    _verdict_cell(verdict_word(m.b)) if m.b else "not measured",
+                    fmt_ratio(m.ratio),
+                    _change_cell(m.change),
+                ]
+            )
+        lines += _table(["metric", "A per cycle", "A", "B per cycle", "B", "B/A", "change"], rows, right={1, 3, 5})
+    else:
+        lines.append("Neither session has a verdict.")
+
+    if diff.factories:
+        lines += ["", "## Closures by factory", ""]
+        rows = [
+            [
+                code(f.factory, table=True, limit=MAX_CELL),
+                str(f.created_a),
+                str(f.alive_a),
+                str(f.created_b),
+                str(f.alive_b),
+            ]
+            for f in diff.factories[:MAX_FACTORIES]
+        ]
+        lines += _table(
+            ["factory", "A created", "A alive at end", "B created", "B alive at end"], rows, right={1, 2, 3, 4}
+        )
+        if len(diff.factories) > MAX_FACTORIES:
+            lines += ["", f"… and {len(diff.factories) - MAX_FACTORIES} more factories."]
+
+    for title, types in (
+        ("Types that stopped growing (growing in A, not in B)", diff.types_vanished),
+        ("Types that started growing (growing in B, not in A)", diff.types_appeared),
+    ):
+        if types:
+            lines += ["", f"## {title}", ""]
+            lines += [
+                f"- {code(short_type(g.type), limit=MAX_CELL)}: {fmt_value(g.slope_per_cycle, '', True)}/cycle"
+                + (f" ({g.counts[0]:,} → {g.counts[-1]:,})" if g.counts else "")
+                for g in types[:MAX_TYPES]
+            ]
+            if len(types) > MAX_TYPES:
+                lines.append(f"- … and {len(types) - MAX_TYPES} more")
+    return "\n".join(lines) + "\n"
