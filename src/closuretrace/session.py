@@ -168,6 +168,8 @@ class RetentionChain:
     born_cycle: int | None = None
     root: str | None = None
     note: str | None = None
+    #: qualified type name of the target (as in ``growing_types``)
+    target_type: str | None = None
 
 
 @dataclass
@@ -214,6 +216,11 @@ class Session:
     schema_version: int = SCHEMA_VERSION
 
     # -- derived views (never stored twice) -------------------------------------------------------------
+    @property
+    def finished_normally(self) -> bool:
+        """The program ran to its end or exited with status 0 (``sys.exit(0)`` is a normal end)."""
+        return self.run.exit_code == 0 and self.run.outcome in ("completed", "exit")
+
     def metric_info(self, name: str) -> MetricInfo:
         for m in self.metrics:
             if m.name == name:
@@ -323,6 +330,8 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        # mkstemp makes the file private (0600); a report is for sharing, so follow the umask like open() does.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, p)
     except BaseException:
         try:
@@ -334,6 +343,12 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def _finite(obj: Any) -> Any:
     """JSON has no NaN/inf: turn them into null so every reader can parse the file."""

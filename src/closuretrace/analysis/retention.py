@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from closuretrace.analysis.verdicts import measured
+from closuretrace.instrument.captures import qualified_name
 from closuretrace.probes import metric_def
 from closuretrace.session import RetentionChain, Session
 
@@ -29,8 +30,19 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
     out: list[RetentionChain] = []
     by_target: dict[int, RetentionChain] = {}
     own = list(ignore)
+    census = profiler.census[int(session.settings.get("warmup", 1)):]
+    growing = {t for t, n in census[-1].items() if n > census[0].get(t, 0)} if census else set()
+    # Metrics that count one type first: their targets are the most telling, and a generic metric (RSS, gc
+    # objects) whose growth includes that type shares the chain instead of searching a second, longer one.
+    leaks = sorted(session.leaks(), key=lambda v: (not metric_def(v.metric).types, v.metric != "closures_alive"))
     try:
-        for verdict in session.leaks():
+        for verdict in leaks:
+            shared = None
+            if verdict.metric != "closures_alive" and not metric_def(verdict.metric).types:
+                shared = next((c for c in out if c.found and c.target_type in growing), None)
+            if shared is not None:
+                shared.metric += f", {verdict.metric}"
+                continue
             picked = _pick(verdict.metric, session, profiler)
             if picked is None:
                 out.append(
@@ -63,6 +75,7 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
                 born_cycle=born,
                 root=result.root,
                 note=result.note,
+                target_type=qualified_name(type(target)),
             )
             by_target[id(target)] = chain
             out.append(chain)

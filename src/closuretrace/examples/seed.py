@@ -1,7 +1,8 @@
 """The seed's example in Keras 3: an MLP compiled with a closure loss ``outer_loss(10)``, in a loop.
 
 ``--strategy recreate`` makes a new closure before every compile (what the seed warns against);
-``--strategy reuse`` makes one closure and passes it to every compile. Each compile+fit is one cycle::
+``--strategy reuse`` makes one closure and passes it to every compile; ``--strategy compile-once`` compiles
+once and only fits in the loop. Each fit is one cycle::
 
     closuretrace profile -m closuretrace.examples.seed --strategy recreate --cycles 8
 """
@@ -37,7 +38,7 @@ def build_model() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategy", choices=("recreate", "reuse"), default="recreate")
+    parser.add_argument("--strategy", choices=("recreate", "reuse", "compile-once"), default="recreate")
     parser.add_argument("--cycles", type=int, default=8)
     parser.add_argument("--samples", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=1)
@@ -52,11 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     ds = data.load(opts.data, opts.samples)
     model = build_model()
     optimizer = keras.optimizers.Adam()
-    loss = outer_loss(opts.offset) if opts.strategy == "reuse" else None
+    loss = outer_loss(opts.offset) if opts.strategy != "recreate" else None
+    if opts.strategy == "compile-once":
+        model.compile(optimizer, loss=loss, metrics=["accuracy"])
     for cycle in range(opts.cycles):
-        fn = loss if loss is not None else outer_loss(opts.offset)
-        print(f"cycle {cycle}: loss closure at {id(fn):#x}")
-        model.compile(optimizer, loss=fn, metrics=["accuracy"])
+        if opts.strategy != "compile-once":
+            fn = loss if loss is not None else outer_loss(opts.offset)
+            print(f"cycle {cycle}: loss closure at {id(fn):#x}")
+            model.compile(optimizer, loss=fn, metrics=["accuracy"])
         hist = model.fit(ds.x, ds.y, batch_size=128, epochs=opts.epochs, verbose=0)
         print(f"  loss {hist.history['loss'][-1]:.4f}  accuracy {hist.history['accuracy'][-1]:.3f}  ({ds.source})")
     return 0

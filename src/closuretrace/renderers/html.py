@@ -185,7 +185,7 @@ def render(session: Session) -> str:
         "finding": finding(session),
         "headline": headline(session),
         "outcome": f"{session.run.outcome}, exit {session.run.exit_code}",
-        "run_ok": session.run.outcome == "completed" and session.run.exit_code == 0,
+        "run_ok": session.finished_normally,
         "error": session.run.error or "",
         "warmup": int(session.settings.get("warmup", 1)),
         "verdicts": [_verdict_view(session, v) for v in session.verdicts],
