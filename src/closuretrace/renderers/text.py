@@ -6,6 +6,8 @@ fits 100 columns.
 
 from __future__ import annotations
 
+import textwrap
+
 from closuretrace.renderers.format import (
     factory_rows,
     fmt_ci,
@@ -18,6 +20,7 @@ from closuretrace.session import Session
 
 MAX_FACTORIES = 12
 MAX_TYPES = 8
+WIDTH = 100
 
 
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
@@ -81,5 +84,6 @@ def render(session: Session) -> str:
 
     if session.advice:
         lines += ["", "Advice"]
-        lines += [f"  - {a}" for a in session.advice]
+        for a in session.advice:
+            lines += textwrap.wrap(a, WIDTH, initial_indent="  - ", subsequent_indent="    ")
     return "\n".join(lines) + "\n"
