@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import gc
 import os
 import platform
 import sys
@@ -140,7 +139,7 @@ class Profiler:
         """Collect garbage, read every probe, adopt newly found closures, and start the next cycle."""
         t0 = time.perf_counter()
         seconds = t0 - self._t_cycle
-        gc.collect()
+        self.heap.collect()
         metrics: dict[str, float] = {"rss_bytes": rss_bytes()}
         reading = self.heap.measure(self._cycle, find_closures=self.options.census)
         for fn in reading.closures:

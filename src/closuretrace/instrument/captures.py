@@ -118,7 +118,20 @@ def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
     return text
 
 
+#: Builtin scalars: their repr cannot fail or recurse, so the hot path skips every guard for them.
+_SCALARS: dict[type, str] = {t: t.__qualname__ for t in (int, float, bool, complex, type(None), str, bytes)}
+
+
+def _scalar_repr(value: Any, limit: int) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe(name: str, value: Any) -> Capture:
+    """What ``value`` is, how big, and a short repr, as a :class:`Capture` named ``name``."""
+    scalar = _SCALARS.get(type(value))
+    if scalar is not None:
+        return Capture(name, scalar, sys.getsizeof(value), _scalar_repr(value, REPR_LIMIT))
     return Capture(name=name, type=type_name(value), nbytes=nbytes_of(value), repr=safe_repr(value))
 
 
@@ -150,7 +163,17 @@ def iter_captured(fn: Any) -> Iterator[tuple[str, Any]]:
 
 
 def describe_captures(fn: Any) -> list[Capture]:
+    """:func:`describe` for each value ``fn`` captured (see :func:`iter_captured`); never raises."""
     try:
+        if type(fn) is types.FunctionType:
+            # The hot path: a plain closure, described cell by cell without the generator.
+            closure = fn.__closure__
+            if closure is None:
+                return []
+            try:
+                return [describe(n, c.cell_contents) for n, c in zip(fn.__code__.co_freevars, closure)]
+            except ValueError:  # an empty cell: fall through to the careful path, which skips it
+                pass
         return [describe(n, v) for n, v in iter_captured(fn)]
     except Exception:
         return []
@@ -168,6 +191,9 @@ def callable_kind(fn: Any) -> str:
 
 def describe_callable(fn: Any) -> tuple[str, str, str]:
     """(qualname, module, kind) of any callable, for display."""
+    if type(fn) is types.FunctionType:
+        kind = "lambda" if fn.__name__ == "<lambda>" else ("closure" if fn.__closure__ else "function")
+        return fn.__qualname__, fn.__module__ or "", kind
     target: Any = fn.func if isinstance(fn, functools.partial) else fn
     qual = getattr(target, "__qualname__", None)
     if not isinstance(qual, str):
@@ -187,9 +213,15 @@ def factory_of(qualname: str, module: str) -> str:
     return base if module in ("__main__", "") else f"{module}.{base}"
 
 
+def _arg_repr(value: Any) -> str:
+    return _scalar_repr(value, 60) if type(value) in _SCALARS else safe_repr(value, 60)
+
+
 def short_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
-    out = [safe_repr(a, 60) for a in args[:8]]
-    out += [f"{k}={safe_repr(v, 60)}" for k, v in list(kwargs.items())[:8]]
+    """Reprs of a factory call's arguments (at most 8 positional and 8 keyword, each at most 60 characters)."""
+    out = [_arg_repr(a) for a in args[:8]]
+    if kwargs:
+        out += [f"{k}={_arg_repr(v)}" for k, v in list(kwargs.items())[:8]]
     return out
 
 

@@ -19,16 +19,22 @@ from closuretrace.instrument.captures import describe_callable, describe_capture
 from closuretrace.session import ClosureRecord
 
 
+class _Ref(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference that carries its record and the object's id, so no side table is needed."""
+
+    __slots__ = ("oid", "record")
+    oid: int
+    record: ClosureRecord
+
+
 class ClosureRegistry:
     """Records callables weakly. ``clock()`` returns the index of the cycle now running."""
 
     def __init__(self, clock: Callable[[], int]) -> None:
         self._clock = clock
         self._records: list[ClosureRecord] = []
-        # id(obj) -> (weak reference, record) for watched objects that are alive.
-        self._live: dict[int, tuple[weakref.ref[Any], ClosureRecord]] = {}
-        # id(weak reference) -> (id(obj), record): lets the callback find its record without the object.
-        self._by_ref: dict[int, tuple[int, ClosureRecord]] = {}
+        # id(obj) -> weak reference (carrying the record) for watched objects that are alive.
+        self._live: dict[int, _Ref] = {}
         # id -> serial of the last watched object that died at that address.
         self._dead_ids: dict[int, int] = {}
         self.id_reuses = 0
@@ -38,9 +44,9 @@ class ClosureRegistry:
     # -- recording ---------------------------------------------------------------------------------------
     def lookup(self, obj: Any) -> ClosureRecord | None:
         """The record of ``obj`` if it is watched and alive (an id match alone is not enough)."""
-        hit = self._live.get(id(obj))
-        if hit is not None and hit[0]() is obj:
-            return hit[1]
+        ref = self._live.get(id(obj))
+        if ref is not None and ref() is obj:
+            return ref.record
         return None
 
     def register(
@@ -60,28 +66,44 @@ class ClosureRegistry:
         ``tool_refs`` is how many references the caller itself holds, so the refcount recorded is the one
         seen from outside the tool.
         """
-        rec = self.lookup(obj)
-        if rec is not None:
+        return self.add(obj, source, factory, args, kwargs, created_at, role, tool_refs + 1)
+
+    def add(
+        self,
+        obj: Any,
+        source: str,
+        factory: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        created_at: str | None,
+        role: str | None,
+        tool_refs: int,
+    ) -> ClosureRecord:
+        """:meth:`register` with positional arguments, for the hot path of tracked factories."""
+        oid = id(obj)
+        ref = self._live.get(oid)
+        if ref is not None and ref() is obj:
+            rec = ref.record
             if role and role not in rec.roles:
                 rec.roles.append(role)
             return rec
         qualname, module, kind = describe_callable(obj)
-        oid = id(obj)
+        # Positional: this runs on every call of a tracked factory. getrefcount's own argument and this
+        # frame's ``obj`` are ours too.
         rec = ClosureRecord(
-            serial=len(self._records) + 1,
-            id=oid,
-            factory=factory or factory_of(qualname, module),
-            qualname=qualname,
-            module=module,
-            kind=kind,
-            source=source,
-            created_cycle=self._clock(),
-            collected_cycle=None,
-            created_at=created_at,
-            args=short_args(args, kwargs or {}) if (args or kwargs) else [],
-            captures=describe_captures(obj),
-            # getrefcount's own argument and this frame's ``obj`` are ours too.
-            refcount_at_creation=sys.getrefcount(obj) - 2 - tool_refs,
+            len(self._records) + 1,
+            oid,
+            factory or factory_of(qualname, module),
+            qualname,
+            module,
+            kind,
+            source,
+            self._clock(),
+            None,
+            created_at,
+            short_args(args, kwargs or {}) if (args or kwargs) else [],
+            describe_captures(obj),
+            sys.getrefcount(obj) - 2 - tool_refs,
             roles=[role] if role else [],
         )
         dead = self._dead_ids.pop(oid, None)
@@ -89,25 +111,24 @@ class ClosureRegistry:
             rec.reused_id_of = dead
             self.id_reuses += 1
         try:
-            ref = weakref.ref(obj, self._callback)
+            ref = _Ref(obj, self._callback)
         except TypeError:
             rec.weakrefable = False
         else:
-            self._live[oid] = (ref, rec)
-            self._by_ref[id(ref)] = (oid, rec)
+            ref.oid = oid
+            ref.record = rec
+            self._live[oid] = ref
         self._records.append(rec)
         return rec
 
-    def _collected(self, ref: weakref.ref[Any]) -> None:
-        hit = self._by_ref.pop(id(ref), None)
-        if hit is None:
+    def _collected(self, ref: _Ref) -> None:
+        rec = ref.record
+        if rec.collected_cycle is not None:
             return
-        oid, rec = hit
         rec.collected_cycle = self._clock()
-        live = self._live.get(oid)
-        if live is not None and live[0] is ref:
-            del self._live[oid]
-        self._dead_ids[oid] = rec.serial
+        if self._live.get(ref.oid) is ref:
+            del self._live[ref.oid]
+        self._dead_ids[ref.oid] = rec.serial
 
     # -- reading -------------------------------------------------------------------------------------------
     @property
@@ -116,13 +137,13 @@ class ClosureRegistry:
 
     def alive(self) -> Iterator[tuple[ClosureRecord, Any]]:
         """Yield ``(record, object)`` for watched objects still alive. Callers must drop the object soon."""
-        for ref, rec in list(self._live.values()):
+        for ref in list(self._live.values()):
             obj = ref()
             if obj is not None:
-                yield rec, obj
+                yield ref.record, obj
 
     def alive_by_factory(self) -> dict[str, int]:
-        counts = Counter(rec.factory for _, rec in self._live.values())
+        counts = Counter(ref.record.factory for ref in self._live.values())
         return dict(counts)
 
     def alive_count(self) -> int:
@@ -130,19 +151,17 @@ class ClosureRegistry:
 
     def finish(self) -> None:
         """Record refcounts at the end of the run, then drop every weak reference."""
-        for ref, rec in list(self._live.values()):
+        for ref in list(self._live.values()):
             obj = ref()
             if obj is not None:
-                rec.refcount_at_end = sys.getrefcount(obj) - 2
+                ref.record.refcount_at_end = sys.getrefcount(obj) - 2
             del obj
         self._live.clear()
-        self._by_ref.clear()
 
     def own_objects(self) -> Iterator[Any]:
         """The gc-tracked containers the registry itself holds, so scans can leave them out."""
         yield self._records
         yield self._live
-        yield self._by_ref
         yield self._dead_ids
         yield self._callback
         for rec in self._records:
@@ -151,7 +170,4 @@ class ClosureRegistry:
             yield rec.captures
             yield rec.roles
             yield from rec.captures
-        for entry in self._live.values():
-            yield entry
-            yield entry[0]
-        yield from self._by_ref.values()
+        yield from self._live.values()

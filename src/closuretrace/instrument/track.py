@@ -57,16 +57,10 @@ def track(factory: Any = None, *, name: str | None = None) -> Any:
             prof = STATE.profiler
             if prof is not None:
                 caller = sys._getframe(1)
-                prof.registry.register(
-                    result,
-                    source="track",
-                    factory=label,
-                    args=args,
-                    kwargs=kwargs,
-                    created_at=f"{caller.f_code.co_filename}:{caller.f_lineno}",
-                    tool_refs=1,
-                )
+                site = f"{caller.f_code.co_filename}:{caller.f_lineno}"
                 del caller
+                # Our references: ``result`` here and the argument in ``add``'s frame.
+                prof.registry.add(result, "track", label, args, kwargs, site, None, 1)
             return result
 
         setattr(tracked_factory, _MARK, label)

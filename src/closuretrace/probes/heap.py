@@ -89,8 +89,32 @@ class HeapProbe:
         self._unweakrefable: set[type] = set()
         #: type name -> [(cycle, weak reference)] of instances seen alive at the end of that cycle
         self.samples: dict[str, list[tuple[int, weakref.ref[Any]]]] = {}
+        # Markers: empty lists of ours, made just before each full collection. A full collection merges every
+        # survivor into the oldest generation, appending the younger ones, so everything after the previous
+        # marker in gc.get_objects() is new since the previous cycle: scans of new objects cost what changed.
+        self._marker: list[Any] | None = None
+        self._pending: list[Any] | None = None
+
+    def collect(self) -> None:
+        """A full garbage collection, which every reading needs; places this cycle's marker first."""
+        self._pending = []
+        gc.collect()
+
+    def _new_since_last(self, objs: list[Any]) -> int:
+        """Index in ``objs`` of the first object that survived since the previous cycle's collection."""
+        marker, self._marker, self._pending = self._marker, self._pending, None
+        if marker is None:
+            return 0
+        for i in range(len(objs) - 1, -1, -1):
+            if objs[i] is marker:
+                return i + 1
+        return 0  # not found (the program froze or unfroze the gc): scan everything
 
     def own_objects(self) -> Iterable[Any]:
+        if self._marker is not None:
+            yield self._marker
+        if self._pending is not None:
+            yield self._pending
         yield self.samples
         yield self._unweakrefable
         for lst in self.samples.values():
@@ -100,6 +124,7 @@ class HeapProbe:
                 yield entry[1]
 
     def measure(self, cycle: int, find_closures: bool = True, sample: bool = True) -> HeapReading:
+        """Count the heap. Call :meth:`collect` first; closures and samples are looked for among new objects."""
         objs = gc.get_objects()
         try:
             counts: Counter[type] = Counter(map(type, objs))
@@ -108,10 +133,11 @@ class HeapProbe:
             del mine
             counts = +counts  # drops zero and negative entries
             total = sum(counts.values())
+            start = self._new_since_last(objs)
             closures: list[Any] = []
             if find_closures:
                 keep = self._filter
-                for o in objs:
+                for o in itertools.islice(objs, start, None):
                     if (
                         type(o) is _FunctionType
                         and o.__closure__ is not None
@@ -119,14 +145,14 @@ class HeapProbe:
                     ):
                         closures.append(o)
             if sample:
-                self._sample(cycle, counts, objs)
+                self._sample(cycle, counts, objs, start)
             self._prev = counts
             by_type = {qualified_name(t): n for t, n in counts.items()}
             return HeapReading(gc_objects=total, by_type=by_type, type_objects=counts, closures=closures)
         finally:
             del objs
 
-    def _sample(self, cycle: int, counts: Counter[type], objs: list[Any]) -> None:
+    def _sample(self, cycle: int, counts: Counter[type], objs: list[Any], start: int) -> None:
         prev = self._prev
         grown = [
             t for t, n in counts.items()
@@ -137,8 +163,9 @@ class HeapProbe:
         wanted = {t: SAMPLE_PER_TYPE for t in grown[:SAMPLE_TYPES]}
         if not wanted:
             return
-        # Newly surviving objects sit at the end of the oldest generation: scan from the tail.
-        for o in reversed(objs):
+        # Only objects new since the previous cycle, newest first.
+        for i in range(len(objs) - 1, start - 1, -1):
+            o = objs[i]
             t = type(o)
             left = wanted.get(t)
             if not left:
