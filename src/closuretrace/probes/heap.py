@@ -147,7 +147,7 @@ class HeapProbe:
             if sample:
                 self._sample(cycle, counts, objs, start)
             self._prev = counts
-            by_type = {qualified_name(t): n for t, n in counts.items()}
+            by_type = {sys.intern(qualified_name(t)): n for t, n in counts.items()}
             return HeapReading(gc_objects=total, by_type=by_type, type_objects=counts, closures=closures)
         finally:
             del objs
