@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from closuretrace.cli.profile import EXIT_LEAK, parse_size, parse_threshold
+from closuretrace.cli.profile import EXIT_LEAK
+from closuretrace.units import parse_size, parse_threshold
 
 
 def profile(

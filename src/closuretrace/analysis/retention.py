@@ -9,7 +9,7 @@ warm-up and still alive at the end qualify, so a long-lived object made on purpo
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from closuretrace.analysis.verdicts import measured
@@ -146,3 +146,54 @@ def _resolve(qualified: str) -> type | None:
     mod_name, _, attr = qualified.rpartition(".")
     cls = getattr(sys.modules.get(mod_name), attr, None)
     return cls if isinstance(cls, type) else None
+
+
+def alive_closure_chain(
+    profiler: Profiler, ignore: Iterable[Any], skip_serials: Collection[int] = ()
+) -> RetentionChain | None:
+    """What keeps a watched closure alive now, whether or not ``closures_alive`` grows per cycle.
+
+    For a limit on the closures alive at the end (``max_alive_closures`` in the pytest plugin), where one cycle
+    and no leak verdict are enough to break it. The target is the earliest-created closure of the factory with
+    the most closures alive; records whose serial is in ``skip_serials`` are never picked. ``None`` when no
+    closure qualifies. Call it while the profiler still records (its registry holds the weak references).
+    """
+    from closuretrace.analysis.chains import find_chain
+
+    alive: dict[str, int] = {}
+    for rec, obj in profiler.registry.alive():
+        if rec.serial not in skip_serials:
+            alive[rec.factory] = alive.get(rec.factory, 0) + 1
+        del obj
+    if not alive:
+        return None
+    factory = max(sorted(alive), key=lambda f: alive[f])
+    best: tuple[Any, str, int] | None = None
+    for rec, obj in profiler.registry.alive():
+        if rec.factory == factory and rec.serial not in skip_serials and (best is None or rec.serial < best[2]):
+            best = (obj, f"closure #{rec.serial} {rec.qualname}", rec.serial)
+        del obj
+    if best is None:  # pragma: no cover - collected between the two passes
+        return None
+    target, description, serial = best
+    born = next((r.created_cycle for r in profiler.registry.records if r.serial == serial), None)
+    del best
+    own = list(ignore)
+    try:
+        result = find_chain(
+            target, ignore=own, max_depth=profiler.options.chain_depth, timeout=profiler.options.chain_timeout
+        )
+    finally:
+        own.clear()
+    chain = RetentionChain(
+        target=description,
+        metric="closures_alive",
+        chain=list(result.hops),
+        found=result.found,
+        born_cycle=born,
+        root=result.root,
+        note=result.note,
+        target_type=qualified_name(type(target)),
+    )
+    del target
+    return chain

@@ -30,64 +30,14 @@ from typing import TYPE_CHECKING, Any
 from closuretrace.cli.errors import EXIT_USAGE, CLIError, warning_line
 from closuretrace.renderers import UnknownFormatError, format_for_path
 
+# parse_size/parse_threshold live in closuretrace.units (the pytest marker reads sizes too); re-exported here.
+from closuretrace.units import parse_size, parse_threshold
+
 if TYPE_CHECKING:
     from closuretrace.session import Session
 
 #: Exit status with ``--fail-on-leak`` when any verdict says ``leak`` and the program itself exited 0.
 EXIT_LEAK = 10
-
-_SIZE_UNITS: dict[str, int] = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``text``: ``"1MiB"`` -> 1048576, ``"1.5KB"`` -> 1500, ``"512"`` -> 512 (case-insensitive units
-    B, KB/MB/GB/TB powers of 1000, KiB/MiB/GiB/TiB powers of 1024). Raise :class:`ValueError` otherwise.
-
-    >>> parse_size("1MiB"), parse_size("2 kb"), parse_size("64")
-    (1048576, 2000, 64)
-    """
-    m = _SIZE_RE.match(text)
-    if m is None:
-        raise ValueError(f"{text!r} is not a size (like 512, 64KiB, 1.5MB)")
-    number, unit = m.groups()
-    factor = _SIZE_UNITS.get(unit.lower())
-    if factor is None:
-        raise ValueError(f"{text!r}: unknown size unit {unit!r} (use B, KB, MB, GB, KiB, MiB or GiB)")
-    return round(float(number) * factor)
-
-
-def parse_threshold(text: str) -> tuple[str, float]:
-    """``METRIC=VALUE`` -> ``(metric, value)``; sizes for byte metrics, plain numbers for the others."""
-    from closuretrace.probes import METRICS, metric_def
-
-    name, sep, value = text.partition("=")
-    name, value = name.strip(), value.strip()
-    if not sep or not name or not value:
-        raise ValueError(f"{text!r}: expected METRIC=VALUE, e.g. rss_bytes=1MiB or gc_objects=200")
-    if name not in METRICS and not name.startswith(("tf_allocator_bytes:", "tf_allocator_peak_bytes:")):
-        raise ValueError(f"{text!r}: unknown metric {name!r} (known: {', '.join(METRICS)})")
-    if metric_def(name).unit == "bytes":
-        return name, float(parse_size(value))
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{text!r}: {value!r} is not a number ({name} counts {metric_def(name).unit})") from None
-    if not number >= 0 or number == float("inf"):
-        raise ValueError(f"{text!r}: the threshold must be a finite number >= 0")
-    return name, number
-
 
 def _threshold_arg(text: str) -> tuple[str, float]:
     try:
