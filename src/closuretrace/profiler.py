@@ -168,12 +168,12 @@ class Profiler:
             metrics=metrics,
             closures_alive_by_factory=self.registry.alive_by_factory(),
         )
-        now = reading.by_type
+        by_type = reading.by_type
         last = self._census_now
-        changes = {t: n for t, n in now.items() if last.get(t) != n}
-        changes.update((t, 0) for t in last if t not in now)
+        changes = {t: n for t, n in by_type.items() if last.get(t) != n}
+        changes.update((t, 0) for t in last if t not in by_type)
         self._census_changes.append(changes)
-        self._census_now = now
+        self._census_now = by_type
         self.cycles.append(sample)
         del reading
         self._cycle += 1
