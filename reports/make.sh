@@ -15,3 +15,9 @@ for ext in md html; do
   closuretrace diff reports/seed-recreate.json reports/seed-reuse.json -o "reports/diff-recreate-vs-reuse.$ext"
   closuretrace diff reports/seed-recreate.json reports/seed-compile-once.json -o "reports/diff-recreate-vs-compile-once.$ext"
 done
+# closuretrace compare: the default matrix (11 scenarios, each in its own process, plus the save check and the
+# graph-lifetime check), written as reports/compare.{json,md,html}.
+closuretrace compare -q -o reports/compare.json
+for ext in md html; do
+  closuretrace render reports/compare.json -o "reports/compare.$ext"
+done

@@ -12,7 +12,7 @@ import os
 import sys
 
 from closuretrace.cli.errors import CLIError, error_line
-from closuretrace.cli.render import emit, load, output_format
+from closuretrace.cli.render import emit, load_profile, output_format
 
 NAME = "diff"
 HELP = "compare two saved sessions (before and after a fix)"
@@ -34,7 +34,7 @@ def execute(args: argparse.Namespace) -> int:
 
     out: str | None = getattr(args, "output", None)
     fmt = output_format(out)
-    a, b = load(args.a), load(args.b)
+    a, b = load_profile(args.a), load_profile(args.b)
     name_a, name_b = os.path.basename(args.a), os.path.basename(args.b)
     if name_a == name_b:  # runs/1/s.json vs runs/2/s.json: the base names would not tell them apart
         name_a, name_b = str(args.a), str(args.b)

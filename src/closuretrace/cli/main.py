@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "closuretrace.cli.profile:ProfileCommand",
     "closuretrace.cli.render:RenderCommand",
     "closuretrace.cli.diff:DiffCommand",
+    "closuretrace.cli.compare:CompareCommand",
 )
 
 

@@ -13,14 +13,16 @@ import sys
 
 from closuretrace.cli.errors import CLIError, error_line
 from closuretrace.renderers import UnknownFormatError, format_for_path
-from closuretrace.session import Session, SessionError, load_session, write_atomic
+from closuretrace.session import CompareSession, Session, SessionError, load_session, write_atomic
 
 NAME = "render"
 HELP = "render a saved session as Markdown, HTML or JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("session", metavar="SESSION.json", help="a session saved by 'closuretrace profile'")
+    parser.add_argument(
+        "session", metavar="SESSION.json", help="a report saved by 'closuretrace profile' or 'closuretrace compare'"
+    )
     parser.add_argument(
         "-o", "--output", metavar="OUT", default="-",
         help="where to write: the extension picks the format (.md, .html, .json); '-' (default) prints Markdown",
@@ -37,11 +39,19 @@ def output_format(out: str | None) -> str:
         raise CLIError(str(exc)) from None
 
 
-def load(path: str) -> Session:
+def load(path: str) -> Session | CompareSession:
     try:
         return load_session(path)
     except SessionError as exc:
         raise CLIError(str(exc)) from None
+
+
+def load_profile(path: str) -> Session:
+    """A ``profile`` session (CLIError for anything else, a ``compare`` report included)."""
+    session = load(path)
+    if isinstance(session, CompareSession):
+        raise CLIError(f"{path}: a 'closuretrace compare' report; diff compares two 'closuretrace profile' sessions")
+    return session
 
 
 def emit(text: str, out: str | None) -> None:
@@ -83,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 class RenderCommand:
-    """Render a session saved by 'closuretrace profile' (its JSON file) as Markdown, HTML or JSON.
+    """Render a report saved by 'closuretrace profile' or 'closuretrace compare' (its JSON file) again.
 
     The format is OUT's extension: .md (GitHub Markdown, fit for a CI step summary), .html (one self-contained
     page with charts) or .json. Without -o, Markdown is printed.

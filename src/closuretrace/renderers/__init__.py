@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from closuretrace.analysis.diff import SessionDiff
-    from closuretrace.session import Session
+    from closuretrace.session import CompareSession, Session
 
 #: Output file extension -> format name.
 FORMATS: dict[str, str] = {
@@ -35,8 +35,15 @@ def format_for_path(path: str | os.PathLike[str]) -> str:
         raise UnknownFormatError(f"{os.fspath(path)}: {what}; use .json, .md or .html") from None
 
 
-def render(session: Session, fmt: str) -> str:
-    """``session`` in format ``fmt``: ``json``, ``markdown``, ``html`` or ``text``."""
+def render(session: Session | CompareSession, fmt: str) -> str:
+    """``session`` in format ``fmt``: ``json``, ``markdown``, ``html`` or ``text``.
+
+    A :class:`~closuretrace.session.CompareSession` (``closuretrace compare``) gets the compare layout.
+    """
+    from closuretrace.session import CompareSession
+
+    if isinstance(session, CompareSession):
+        return _render_compare(session, fmt)
     # Imported here: the HTML renderer pulls in Jinja2 and matplotlib, which ``closuretrace profile`` never needs.
     if fmt == "json":
         from closuretrace.renderers import json as json_renderer
@@ -57,7 +64,25 @@ def render(session: Session, fmt: str) -> str:
     raise UnknownFormatError(f"unknown format {fmt!r}; use json, markdown, html or text")
 
 
-def render_for_path(session: Session, path: str | os.PathLike[str]) -> str:
+def _render_compare(session: CompareSession, fmt: str) -> str:
+    if fmt == "json":
+        return session.to_json() + "\n"
+    if fmt == "markdown":
+        from closuretrace.renderers import markdown
+
+        return markdown.render_compare(session)
+    if fmt == "html":
+        from closuretrace.renderers import html
+
+        return html.render_compare(session)
+    if fmt == "text":
+        from closuretrace.renderers import text
+
+        return text.render_compare(session)
+    raise UnknownFormatError(f"unknown format {fmt!r}; use json, markdown, html or text")
+
+
+def render_for_path(session: Session | CompareSession, path: str | os.PathLike[str]) -> str:
     """``session`` in the format ``path``'s extension names (``.json``, ``.md``, ``.html``)."""
     return render(session, format_for_path(path))
 

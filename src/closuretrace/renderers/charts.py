@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from closuretrace.analysis.stats import fit_slope
-from closuretrace.session import Session
+from closuretrace.session import CompareSession, Session
 from closuretrace.units import fmt_value
 
 if TYPE_CHECKING:
@@ -213,3 +213,90 @@ def compare_chart(
         lines.append(Line(f"B: {name_b}", xb, yb, unit))
     warmup = min(int(a.settings.get("warmup", 1)), int(b.settings.get("warmup", 1)))
     return series_chart(key, lines, warmup, ylabel, scale)
+
+
+# -- closuretrace compare -----------------------------------------------------------------------------------------
+
+#: Enough distinct colours for the full matrix (20 scenarios), the first ones as in the other charts.
+_MANY_COLORS = (*_COLORS, "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
+                "#e6550d", "#31a354", "#756bb1", "#636363")
+_VERDICT_COLORS = {"LEAK": "#c62828", "flat": "#2e7d32", "grows (below noise floor)": "#9a5b00"}
+
+
+def compare_growth_chart(session: CompareSession, metric: str = "rss_bytes", scale: float = MiB,
+                         ylabel: str = "RSS growth since the warm-up (MiB)") -> str | None:
+    """One line per scenario: ``metric`` minus its value at the first measured cycle (processes start at
+    different baselines), recreate dashed, reuse solid. None when no scenario measured ``metric``."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from closuretrace.analysis.compare import ranking
+
+    series = []
+    for s in ranking(session.scenarios):
+        pts = [(c.index, float(c.metrics[metric])) for c in s.cycles if metric in c.metrics]
+        used = [p for p in pts if p[0] >= s.warmup]
+        if len(used) < 2:
+            continue
+        base = used[0][1]
+        series.append((s, [x for x, _ in used], [(y - base) / scale for _, y in used]))
+    if not series:
+        return None
+    rows = math.ceil(len(series) / 2)
+    fig = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN + 0.17 * rows), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    handles: list[Artist] = []
+    labels: list[str] = []
+    for i, (s, xs, ys) in enumerate(series):
+        color = _MANY_COLORS[i % len(_MANY_COLORS)]
+        (h,) = ax.plot(xs, ys, color=color, lw=1.6, marker="o", ms=3.5, ls="--" if s.strategy == "recreate" else "-")
+        handles.append(h)
+        labels.append(_mpl_text(s.name))
+    ax.set_xlabel("cycle", fontsize=9)
+    ax.set_ylabel(_mpl_text(ylabel, 60), fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.tick_params(labelsize=8)
+    ax.grid(True, color="#e0e0e0", lw=0.6)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=2, frameon=False)
+    return _svg(fig, f"compare-{metric}")
+
+
+def compare_slope_chart(session: CompareSession, metric: str = "rss_bytes", scale: float = MiB,
+                        xlabel: str = "RSS growth per cycle (MiB), 95% CI") -> str | None:
+    """Horizontal bars: each scenario's slope of ``metric`` with its 95% interval as whiskers, steepest on top,
+    coloured by verdict. None when no scenario has a verdict for ``metric``."""
+    from matplotlib.figure import Figure
+
+    from closuretrace.analysis.compare import ranking
+    from closuretrace.renderers.format import verdict_word
+
+    bars = []
+    for s in ranking(session.scenarios):
+        v = s.verdict(metric)
+        if v is None or not math.isfinite(v.slope_per_cycle):
+            continue
+        lo = v.ci_low if math.isfinite(v.ci_low) else v.slope_per_cycle
+        hi = v.ci_high if math.isfinite(v.ci_high) else v.slope_per_cycle
+        bars.append((s.name, v.slope_per_cycle / scale, (v.slope_per_cycle - lo) / scale,
+                     (hi - v.slope_per_cycle) / scale, verdict_word(v), v.unit))
+    if not bars:
+        return None
+    bars.reverse()  # matplotlib draws the first bar at the bottom
+    fig = Figure(figsize=(_WIDTH_IN, 1.0 + 0.28 * len(bars)), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ys = list(range(len(bars)))
+    ax.barh(ys, [b[1] for b in bars], xerr=[[b[2] for b in bars], [b[3] for b in bars]],
+            color=[_VERDICT_COLORS.get(b[4], "#5f6368") for b in bars], alpha=0.85, height=0.62,
+            error_kw={"ecolor": "#222222", "elinewidth": 1.0, "capsize": 2.5})
+    ax.set_yticks(ys, [_mpl_text(b[0]) for b in bars], fontsize=8)
+    for y, b in zip(ys, bars):
+        ax.annotate(_mpl_text(fmt_value(b[1] * scale, b[5], True)), (max(b[1] + b[3], 0), y), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=7, color="#444444")
+    ax.axvline(0, color="#888888", lw=0.8)
+    ax.set_xlabel(_mpl_text(xlabel, 60), fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(True, axis="x", color="#e0e0e0", lw=0.6)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.margins(x=0.18)
+    return _svg(fig, f"compare-slopes-{metric}")

@@ -33,7 +33,7 @@ from closuretrace.renderers.format import (
     verdict_word,
 )
 from closuretrace.renderers.markdown import STATUS_WORD, finding, status
-from closuretrace.session import ClosureRecord, Session, Verdict
+from closuretrace.session import ClosureRecord, CompareSession, Session, Verdict
 
 #: Closure rows in the lifetime table; the rest are counted in one line.
 MAX_CLOSURE_ROWS = 200
@@ -302,3 +302,55 @@ def _type_view(name: str, slope: float, counts: list[int]) -> dict[str, str]:
         "slope": fmt_value(slope, "", True),
         "counts": f"{counts[0]:,} → {counts[-1]:,}" if counts else "",
     }
+
+
+# -- compare ----------------------------------------------------------------------------------------------
+
+def render_compare(session: CompareSession) -> str:
+    """A ``closuretrace compare`` report as one self-contained HTML page: conclusion, charts, ranking."""
+    from closuretrace.analysis.compare import summary
+    from closuretrace.renderers import compare_format as cf
+
+    failed = sum(1 for s in session.scenarios if not s.ok)
+    if session.run.outcome == "interrupted":
+        state, word = "inconclusive", "Interrupted"
+    elif failed:
+        state, word = "leak", f"{failed} failed"
+    else:
+        state, word = "flat", "Done"
+    charts_ = []
+    slope_svg = charts.compare_slope_chart(session)
+    if slope_svg is not None:
+        charts_.append({"title": "RSS growth per cycle, with 95% CI", "svg": Markup(slope_svg)})
+    growth_svg = charts.compare_growth_chart(session)
+    if growth_svg is not None:
+        charts_.append({"title": "RSS per cycle, from the first measured cycle", "svg": Markup(growth_svg)})
+    graphs_svg = charts.compare_growth_chart(
+        session, "tf_func_graphs", 1.0, "live TF FuncGraphs since the warm-up"
+    )
+    if graphs_svg is not None:
+        charts_.append({"title": "TF FuncGraphs per cycle, from the first measured cycle", "svg": Markup(graphs_svg)})
+    context = {
+        "title": f"closuretrace compare · {len(session.scenarios)} scenarios",
+        "state": state,
+        "status_word": word,
+        "headline": cf.headline(session),
+        "lead": summary(session.comparisons) if session.scenarios else "No scenario ran.",
+        "intro": (
+            f"The seed's loop ({session.settings.get('model', 'MLP')}) run as {len(session.scenarios)} scenarios, "
+            f"each in its own Python process; data: {session.settings.get('data', '?')}."
+        ),
+        "conclusion": session.conclusion,
+        "charts": charts_,
+        "ranking": cf.ranking_rows(session),
+        "warmup": session.settings.get("warmup", 1),
+        "comparisons": cf.comparison_rows(session),
+        "save_rows": cf.save_rows(session),
+        "save_value": session.save_check.get("value"),
+        "save_error": str(session.save_check.get("error") or ""),
+        "environment": cf.environment_rows(session),
+        "settings": cf.settings_rows(session),
+        "data": session.to_dict(),
+        "version": __version__,
+    }
+    return _env().get_template("compare.html.j2").render(context)

@@ -18,7 +18,7 @@ from closuretrace.renderers.format import (
     short_type,
     verdict_word,
 )
-from closuretrace.session import Session
+from closuretrace.session import CompareSession, Session
 
 MAX_FACTORIES = 20
 MAX_TYPES = 10
@@ -302,4 +302,126 @@ def render_diff(diff: SessionDiff) -> str:
             ]
             if len(types) > MAX_TYPES:
                 lines.append(f"- … and {len(types) - MAX_TYPES} more")
+    return "\n".join(lines) + "\n"
+
+
+# -- compare ----------------------------------------------------------------------------------------------
+
+def render_compare(session: CompareSession) -> str:
+    """A ``closuretrace compare`` report as GitHub-flavoured Markdown: conclusion, ranking, save check."""
+    from closuretrace.analysis.compare import summary
+    from closuretrace.renderers import compare_format as cf
+
+    st = session.settings
+    lines = [f"# {escape(cf.headline(session))}", ""]
+    lines.append(
+        f"The seed's loop ({escape(st.get('model', 'MLP'))}) run as {len(session.scenarios)} scenarios, each in its "
+        f"own Python process; data: {escape(st.get('data', '?'))}."
+    )
+    if session.run.outcome == "interrupted":
+        lines += ["", "**Interrupted**: the report holds the scenarios that finished."]
+    lines += ["", f"**{escape(summary(session.comparisons))}**", "", "## Conclusion", ""]
+    lines += [f"- {escape(c)}" for c in session.conclusion] or ["No conclusion (no scenario finished)."]
+
+    warmup = st.get("warmup", 1)
+    lines += [
+        "",
+        "## Growth per cycle, steepest RSS first",
+        "",
+        f"Least-squares slope over the cycles after {escape(warmup)} warm-up, 95% confidence interval, as "
+        "`closuretrace profile` computes it. graphs: live TF FuncGraphs per cycle; traces: new traces of the "
+        "train function per cycle; closures: created / alive at the end; s/cycle: seconds in compile() and in fit() "
+        "(the probes left out); "
+        "offset: the evaluated loss minus the plain cross-entropy.",
+        "",
+    ]
+    rows = []
+    for r in cf.ranking_rows(session):
+        rows.append(
+            [
+                str(r["rank"]),
+                code(r["name"], table=True),
+                r["rss"],
+                r["rss_ci"],
+                _verdict_cell(r["rss_word"]) if r["rss_word"] != "failed" else "**failed**",
+                r["graphs"],
+                r["gc"],
+                r["traces"],
+                r["closures"],
+                r["split"],
+                r["loss"],
+                r["accuracy"],
+                r["offset"],
+            ]
+        )
+    lines += _table(
+        ["#", "scenario", "RSS/cycle", "95% CI", "verdict", "graphs", "gc objects", "traces", "closures",
+         "s/cycle: compile + fit", "loss", "accuracy", "offset"],
+        rows,
+        right={0, 2, 5, 6, 7, 9, 10, 11, 12},
+    )
+    failed = [r for r in cf.ranking_rows(session) if not r["ok"]]
+    if failed:
+        lines += ["", "Failed scenarios:", ""]
+        for r in failed:
+            last = [ln for ln in str(r["error"]).strip().splitlines() if ln.strip()]
+            lines.append(f"- {code(r['name'])}: {code(last[-1] if last else 'failed', limit=300)}")
+
+    crows = cf.comparison_rows(session)
+    if crows:
+        lines += [
+            "",
+            "## What the conclusion is drawn from",
+            "",
+            "Scenarios paired so that they differ in one factor only; the difference of their slopes (A − B) "
+            "with its 95% interval, pooled over the pairs. A factor moves a metric when that difference and the "
+            "difference of the median per-cycle steps both clear the interval and the metric's noise floor (one "
+            "jump of RSS in a single cycle tilts a slope, not a median step).",
+            "",
+        ]
+        rows = [
+            [
+                escape(r["factor"]),
+                escape(r["metric"]),
+                escape(r["setting"]),
+                f"{escape(r['a'])}: {r['a_slope']}",
+                f"{escape(r['b'])}: {r['b_slope']}",
+                r["difference"],
+                str(r["pairs"]),
+                f"**{r['word']}**" if r["moves"] else r["word"],
+            ]
+            for r in crows
+        ]
+        lines += _table(["factor", "metric", "pairs of", "A", "B", "A − B (95%)", "pairs", ""], rows, right={6})
+
+    srows = cf.save_rows(session)
+    lines += ["", "## Saving the model (.keras)", ""]
+    if srows:
+        value = session.save_check.get("value")
+        lines += [
+            f"A model compiled with a loss that adds {escape(value)}, saved with `model.save()` and loaded back; "
+            "\"value kept\" is measured: the loaded model's loss minus the plain cross-entropy.",
+            "",
+        ]
+        rows = [
+            [
+                escape(r["case"]),
+                code(r["how"], table=True, limit=160),
+                r["saved"],
+                r["loaded"],
+                r["value"],
+                r["loaded_value"],
+                code(r["error"], table=True, limit=300) if r["error"] else "",
+            ]
+            for r in srows
+        ]
+        lines += _table(["loss", "loaded with", "saved", "loaded", "value kept", "loss adds", "error"], rows)
+    else:
+        err = session.save_check.get("error")
+        lines.append(f"The save check did not run: {code(str(err or 'unknown')[-300:])}")
+
+    lines += ["", "## Environment", ""]
+    lines += [f"- {escape(k)}: {escape(v)}" for k, v in cf.environment_rows(session)]
+    lines += ["", "## Settings", ""]
+    lines += [f"- {escape(k)}: {escape(v)}" for k, v in cf.settings_rows(session)]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from closuretrace.renderers.format import (
     short_type,
     verdict_word,
 )
-from closuretrace.session import Session
+from closuretrace.session import CompareSession, Session
 
 MAX_FACTORIES = 12
 MAX_TYPES = 8
@@ -86,4 +86,36 @@ def render(session: Session) -> str:
         lines += ["", "Advice"]
         for a in session.advice:
             lines += textwrap.wrap(a, WIDTH, initial_indent="  - ", subsequent_indent="    ")
+    return "\n".join(lines) + "\n"
+
+
+def render_compare(session: CompareSession) -> str:
+    """Plain-text summary of a ``compare`` report: the ranking and the conclusion, as the command prints it."""
+    from closuretrace.renderers import compare_format as cf
+
+    lines = [cf.headline(session), ""]
+    warmup = session.settings.get("warmup", 1)
+    lines.append(f"Growth per cycle, steepest RSS first (least squares after {warmup} warm-up, 95% CI)")
+    rows = [["#", "scenario", "RSS/cycle", "95% CI", "graphs", "traces", "closures", "s/cycle"]]
+    for r in cf.ranking_rows(session):
+        if not r["ok"]:
+            rows.append([str(r["rank"]), r["name"], "FAILED", "", "", "", "", ""])
+            continue
+        rows.append(
+            [str(r["rank"]), r["name"], r["rss"], r["rss_ci"], r["graphs"], r["traces"], r["closures"], r["seconds"]]
+        )
+    lines += _table(rows, right={0, 2, 4, 5, 7})
+    lines.append("  (graphs: TF FuncGraphs per cycle; traces: new train-function traces per cycle; "
+                 "closures: created / alive at end)")
+    from closuretrace.analysis.compare import summary
+
+    lines += ["", *textwrap.wrap(summary(session.comparisons), WIDTH)]
+    if session.conclusion:
+        lines += ["", "Conclusion"]
+        for sentence in session.conclusion:
+            lines += textwrap.wrap(sentence, WIDTH, initial_indent="  - ", subsequent_indent="    ")
+    for s in session.scenarios:
+        if s.error:
+            last = [ln for ln in s.error.strip().splitlines() if ln.strip()]
+            lines.append(f"  ! {s.name}: {last[-1] if last else 'failed'}")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,620 @@
+"""The conclusion of ``closuretrace compare``, drawn from the measured slopes alone.
+
+Each factor (recreating the closure, compiling every cycle, a new optimizer per compile, what the closure
+captures) is judged on **pairs** of scenarios that differ in that factor only, e.g. ``recreate/numpy/same-optimizer``
+against ``reuse/numpy/same-optimizer``. For every pair the difference of the per-cycle slopes gets a 95% interval
+from the two scenarios' own intervals (half widths added in quadrature); pairs are pooled by averaging. A factor
+**moves** a metric when that interval is clear of zero *and* the difference exceeds the metric's noise floor (the
+same floor the leak verdicts use), and the difference of the **median per-cycle steps** agrees: resident memory
+sometimes jumps once (the allocator takes a new arena), and one jump tilts a least-squares slope over a few
+cycles but not a median step. Otherwise the sentence says the factor does not move the metric, and gives the
+bound. Nothing here knows which factor is expected to matter: change the library and the sentences change with
+the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from closuretrace.analysis.diff import fmt_rate
+from closuretrace.probes import metric_def
+from closuretrace.session import Comparison, ScenarioResult
+from closuretrace.units import fmt_bytes, fmt_value
+
+RSS = "rss_bytes"
+GRAPHS = "tf_func_graphs"
+#: The metrics every factor is compared on (RSS leads every sentence; graphs explain compile).
+METRICS = (RSS, GRAPHS, "gc_objects")
+#: What each capture kind is, in a sentence.
+_NOUN = {"scalar": "Python number", "numpy": "NumPy array", "tensor": "TensorFlow tensor", "variable": "keras.Variable"}
+#: |offset - captured value| below this counts as "the value reaches the loss" (float32 arithmetic).
+OFFSET_TOLERANCE = 0.01
+
+
+@dataclass
+class Pair:
+    a: ScenarioResult
+    b: ScenarioResult
+    setting: str
+
+
+def _slope(s: ScenarioResult, metric: str) -> tuple[float, float, float] | None:
+    """(least-squares slope, half width of its 95% interval, median per-cycle step) of ``metric`` in ``s``;
+    None if the metric is missing or its slope has no finite interval (fewer than 3 measured cycles)."""
+    v = s.verdict(metric)
+    if v is None or not (math.isfinite(v.slope_per_cycle) and math.isfinite(v.ci_low) and math.isfinite(v.ci_high)):
+        return None
+    series = s.series(metric)
+    used = series[s.warmup:] if len(series) > s.warmup else series
+    steps = [b - a for a, b in zip(used, used[1:])]
+    step = _median(steps) if steps else v.slope_per_cycle
+    return v.slope_per_cycle, max(0.0, (v.ci_high - v.ci_low) / 2), step
+
+
+def compare(factor: str, metric: str, a: str, b: str, setting: str, pairs: Sequence[Pair]) -> Comparison | None:
+    """Pool ``pairs`` (A minus B) into one :class:`Comparison`; None when no pair has both slopes."""
+    diffs: list[float] = []
+    step_diffs: list[float] = []
+    halves: list[float] = []
+    a_sl: list[float] = []
+    b_sl: list[float] = []
+    unit = ""
+    for p in pairs:
+        sa, sb = _slope(p.a, metric), _slope(p.b, metric)
+        if sa is None or sb is None:
+            continue
+        va = p.a.verdict(metric)
+        unit = va.unit if va is not None else unit
+        a_sl.append(sa[0])
+        b_sl.append(sb[0])
+        diffs.append(sa[0] - sb[0])
+        halves.append(math.hypot(sa[1], sb[1]))
+        step_diffs.append(sa[2] - sb[2])
+    if not diffs:
+        return None
+    n = len(diffs)
+    diff = math.fsum(diffs) / n
+    step_diff = math.fsum(step_diffs) / n
+    half = math.sqrt(math.fsum(h * h for h in halves)) / n
+    floor = metric_def(metric).noise_floor
+    bar = max(half, floor)
+    moves = abs(diff) > bar and abs(step_diff) > bar and (diff > 0) == (step_diff > 0)
+    return Comparison(
+        factor=factor,
+        metric=metric,
+        unit=unit or metric_def(metric).unit,
+        a=a,
+        b=b,
+        setting=setting,
+        a_slope=math.fsum(a_sl) / n,
+        b_slope=math.fsum(b_sl) / n,
+        difference=diff,
+        half_width=half,
+        floor=floor,
+        pairs=n,
+        moves=bool(moves),
+        step_difference=step_diff,
+    )
+
+
+# -- the pairs, per factor ------------------------------------------------------------------------------------
+
+def _index(scenarios: Sequence[ScenarioResult]) -> dict[tuple[str, str, str], ScenarioResult]:
+    return {(s.strategy, s.capture, s.compile): s for s in scenarios if s.ok}
+
+
+def strategy_pairs(scenarios: Sequence[ScenarioResult]) -> dict[str, list[Pair]]:
+    """recreate vs reuse with the same capture and compile mode (compile once has one closure: left out)."""
+    idx = _index(scenarios)
+    out: dict[str, list[Pair]] = {}
+    for (s, c, m), rec in idx.items():
+        if s != "recreate" or m == "once":
+            continue
+        other = idx.get(("reuse", c, m))
+        if other is not None:
+            out.setdefault(f"capture {c}, compile {m}", []).append(Pair(rec, other, f"capture {c}, compile {m}"))
+    return out
+
+
+def compile_pairs(scenarios: Sequence[ScenarioResult]) -> dict[str, list[Pair]]:
+    """compile every cycle vs compile once, same capture; the every-cycle side is the closest match available:
+    the same optimizer instance and one closure first (they differ from compile once in compile() alone)."""
+    idx = _index(scenarios)
+    out: dict[str, list[Pair]] = {}
+    prefs = [("reuse", "same-optimizer"), ("recreate", "same-optimizer"), ("reuse", "new-optimizer"),
+             ("recreate", "new-optimizer")]
+    for (_s, c, m), once in idx.items():
+        if m != "once":
+            continue
+        for strategy, mode in prefs:
+            every = idx.get((strategy, c, mode))
+            if every is not None:
+                setting = f"capture {c}, {strategy}, {mode} vs once"
+                out.setdefault(f"capture {c}", []).append(Pair(every, once, setting))
+                break
+    return out
+
+
+def optimizer_pairs(scenarios: Sequence[ScenarioResult]) -> dict[str, list[Pair]]:
+    """A new string optimizer per compile vs one optimizer instance, same strategy and capture."""
+    idx = _index(scenarios)
+    out: dict[str, list[Pair]] = {}
+    for (s, c, m), new in idx.items():
+        if m != "new-optimizer":
+            continue
+        same = idx.get((s, c, "same-optimizer"))
+        if same is not None:
+            out.setdefault(f"{s}, capture {c}", []).append(Pair(new, same, f"{s}, capture {c}"))
+    return out
+
+
+def capture_pairs(scenarios: Sequence[ScenarioResult], baseline: str = "scalar") -> dict[str, list[Pair]]:
+    """Each capture kind vs ``baseline``, same strategy and compile mode; keyed by the capture kind."""
+    idx = _index(scenarios)
+    out: dict[str, list[Pair]] = {}
+    for (s, c, m), sc in idx.items():
+        if c == baseline:
+            continue
+        base = idx.get((s, baseline, m))
+        if base is not None:
+            out.setdefault(c, []).append(Pair(sc, base, f"{s}, compile {m}"))
+    return out
+
+
+def comparisons(scenarios: Sequence[ScenarioResult]) -> list[Comparison]:
+    """Every factor on every metric: per setting, then pooled over the settings (``setting='pooled'``)."""
+    out: list[Comparison] = []
+    factors: list[tuple[str, str, str, dict[str, list[Pair]]]] = [
+        ("strategy", "recreate", "reuse", strategy_pairs(scenarios)),
+        ("compile", "every cycle", "once", compile_pairs(scenarios)),
+        ("optimizer", "new-optimizer", "same-optimizer", optimizer_pairs(scenarios)),
+    ]
+    for factor, a, b, groups in factors:
+        for metric in METRICS:
+            per = [compare(factor, metric, a, b, key, pairs) for key, pairs in groups.items()]
+            out.extend(c for c in per if c is not None)
+            pooled = compare(factor, metric, a, b, "pooled", [p for ps in groups.values() for p in ps])
+            if pooled is not None and len(groups) > 1:
+                out.append(pooled)
+    for kind, pairs in capture_pairs(scenarios).items():
+        for metric in METRICS:
+            c = compare("capture", metric, kind, "scalar", "pooled", pairs)
+            if c is not None:
+                out.append(c)
+    return out
+
+
+# -- sentences --------------------------------------------------------------------------------------------------
+
+def _rate(v: float, unit: str) -> str:
+    return fmt_rate(v, unit)
+
+
+def _pm(c: Comparison) -> str:
+    return f"{fmt_value(c.difference, c.unit, True)} ± {fmt_value(c.half_width, c.unit)}"
+
+
+def _pooled(cs: Sequence[Comparison], factor: str, metric: str) -> Comparison | None:
+    """The pooled comparison, or the only per-setting one when there is a single setting."""
+    mine = [c for c in cs if c.factor == factor and c.metric == metric]
+    pooled = [c for c in mine if c.setting == "pooled"]
+    if pooled:
+        return pooled[0]
+    return mine[0] if len(mine) == 1 else None
+
+
+def _settings(cs: Sequence[Comparison], factor: str, metric: str) -> list[Comparison]:
+    return [c for c in cs if c.factor == factor and c.metric == metric and c.setting != "pooled"]
+
+
+def strategy_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioResult]) -> list[str]:
+    per = _settings(cs, "strategy", RSS)
+    pooled = _pooled(cs, "strategy", RSS)
+    if not per or pooled is None:
+        return []
+    recreated = [s for s in scenarios if s.ok and s.strategy == "recreate" and s.compile != "once"]
+    freed = ""
+    if recreated:
+        made = max(s.closures_created for s in recreated)
+        alive = max(s.closures_alive_end for s in recreated)
+        freed = (
+            f" The closures themselves are freed: a recreate run made up to {made} closures and at most {alive} "
+            f"{'was' if alive == 1 else 'were'} alive at its end."
+        )
+    moved = [c for c in per if c.moves]
+    if not moved:
+        where = f"in all {len(per)} settings compared" if len(per) > 2 else (
+            "in both settings compared" if len(per) == 2 else f"({per[0].setting})"
+        )
+        example = next((c for c in per if "scalar" in c.setting and "same-optimizer" in c.setting), per[0])
+        return [
+            f"Recreating the closure does not move memory: {where}, recreate and reuse grow RSS alike within the "
+            f"95% CIs (mean difference {_pm(pooled)} per cycle; with {example.setting}: "
+            f"{_rate(example.a_slope, example.unit)} vs {_rate(example.b_slope, example.unit)})." + freed
+        ]
+    parts = [
+        f"{c.setting}: recreate {_rate(c.a_slope, c.unit)} vs reuse {_rate(c.b_slope, c.unit)} ({_pm(c)})"
+        for c in moved
+    ]
+    rest = len(per) - len(moved)
+    tail = ""
+    if rest:
+        tail = f" In the other {rest} setting{'s' if rest != 1 else ''} it makes no difference within the CIs."
+    return [f"Recreating the closure moves memory with {'; '.join(parts)}." + tail + freed]
+
+
+def compile_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioResult]) -> list[str]:
+    rss = _pooled(cs, "compile", RSS)
+    if rss is None:
+        return []
+    graphs = _pooled(cs, "compile", GRAPHS)
+    every = [s for s in scenarios if s.ok and s.compile != "once"]
+    once = [s for s in scenarios if s.ok and s.compile == "once"]
+    t_every = _mean([s.traces_per_cycle for s in every])
+    t_once = _mean([s.traces_per_cycle for s in once])
+
+    def side(slope: float, g: float | None, traces: float | None) -> str:
+        text = f"RSS {_rate(slope, rss.unit)}"
+        if g is not None:
+            text += f", TF FuncGraphs {_rate(g, 'graphs')}"
+        if traces is not None:
+            text += f", {fmt_value(traces, '')} new train-function traces per cycle"
+        return text
+
+    a = side(rss.a_slope, graphs.a_slope if graphs else None, t_every)
+    b = side(rss.b_slope, graphs.b_slope if graphs else None, t_once)
+    graph_moves = graphs is not None and graphs.moves
+    if rss.moves or graph_moves:
+        what = "memory" if rss.moves else "the number of live TF graphs (RSS within the noise)"
+        return [
+            f"Compiling every cycle moves {what}: compile before every fit gives {a}; compile once and fit every "
+            f"cycle gives {b} (RSS difference {_pm(rss)} per cycle, 95%)."
+        ]
+    return [
+        f"Compiling every cycle does not move memory measurably: compile before every fit gives {a}; compile "
+        f"once gives {b} (RSS difference {_pm(rss)} per cycle, 95%)."
+    ]
+
+
+def optimizer_sentences(cs: Sequence[Comparison]) -> list[str]:
+    c = _pooled(cs, "optimizer", RSS)
+    if c is None:
+        return []
+    if c.moves:
+        verb = "adds" if c.difference > 0 else "saves"
+        return [
+            f"A new optimizer per compile (optimizer='adam') {verb} {fmt_value(abs(c.difference), c.unit)} ± "
+            f"{fmt_value(c.half_width, c.unit)} RSS per cycle against one reused Adam instance "
+            f"({_rate(c.a_slope, c.unit)} vs {_rate(c.b_slope, c.unit)})."
+        ]
+    return [
+        "A new optimizer per compile (optimizer='adam') makes no measurable difference against one reused Adam "
+        f"instance ({_rate(c.a_slope, c.unit)} vs {_rate(c.b_slope, c.unit)}, difference {_pm(c)} per cycle)."
+    ]
+
+
+def capture_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioResult]) -> list[str]:
+    per_kind = [c for c in cs if c.factor == "capture" and c.metric == RSS]
+    if not per_kind:
+        return []
+    sizes = {s.capture: s.capture_nbytes for s in scenarios if s.ok and s.capture_nbytes}
+    moved = [c for c in per_kind if c.moves]
+    still = [c.a for c in per_kind if not c.moves]
+
+    def size(kind: str) -> str:
+        n = sizes.get(kind)
+        return f"{n / 1e6:g} MB " if n else ""
+
+    if not moved:
+        return [
+            f"What the closure captures does not move memory here: {', '.join(size(k) + k for k in still)} "
+            "captures grow RSS like the scalar, within the CIs "
+            f"({'; '.join(f'{c.a} {_pm(c)}' for c in per_kind)} per cycle against the scalar)."
+        ]
+    parts = []
+    for c in moved:
+        n = sizes.get(c.a)
+        copies = f", about {c.difference / n:.1f}x its size per cycle" if n and c.difference > 0 else ""
+        parts.append(
+            f"a {size(c.a)}{c.a} capture grows RSS {_rate(c.a_slope, c.unit)} against {_rate(c.b_slope, c.unit)} "
+            f"for the scalar ({_pm(c)}{copies})"
+        )
+    text = f"What the closure captures moves memory: {'; '.join(parts)}."
+    if still:
+        text += f" {_join(still).capitalize()} of the same size {'does' if len(still) == 1 else 'do'} not differ "
+        text += "from the scalar within the CIs."
+    return [text]
+
+
+def advice_sentence(cs: Sequence[Comparison]) -> list[str]:
+    todo: list[str] = []
+    comp = _pooled(cs, "compile", RSS)
+    comp_g = _pooled(cs, "compile", GRAPHS)
+    if comp is not None and ((comp.moves and comp.difference > 0) or (comp_g is not None and comp_g.moves
+                                                                       and comp_g.difference > 0)):
+        todo.append(
+            "compile once and call fit() repeatedly; where every trial needs its own compile, run each trial in "
+            "its own process (as compare does), so what it leaves behind goes with the process"
+        )
+    caps = [c for c in cs if c.factor == "capture" and c.metric == RSS]
+    bad = [c.a for c in caps if c.moves and c.difference > 0]
+    fine = [c.a for c in caps if not c.moves]
+    if bad:
+        if fine:
+            todo.append(
+                f"capture large values as a {' or '.join(_NOUN.get(k, k) for k in fine)} made once, not as a "
+                f"{' or '.join(_NOUN.get(k, k) for k in bad)}"
+            )
+        else:
+            todo.append(
+                f"keep large values ({', '.join(_NOUN.get(k, k) for k in bad)}) out of what the loss closure captures"
+            )
+    opt = _pooled(cs, "optimizer", RSS)
+    if opt is not None and opt.moves and opt.difference > 0:
+        todo.append("pass one optimizer instance to every compile() of the same model instead of a string")
+    strat = _settings(cs, "strategy", RSS)
+    if strat and not any(c.moves for c in strat):
+        todo.append("recreating outer_loss(...) before each compile can stay: it is not what grows")
+    elif any(c.moves and c.difference > 0 for c in strat):
+        todo.append("make the loss closure once where recreating it grew memory")
+    if not todo:
+        return []
+    return [f"What to do: {'; '.join(todo)}."]
+
+
+def summary(cs: Sequence[Comparison]) -> str:
+    """One line for a page's heading: which factors move memory (RSS) and which do not."""
+    labels = {"compile": "compiling every cycle", "strategy": "recreating the closure",
+              "optimizer": "a new optimizer per compile"}
+    moves: list[str] = []
+    graphs_only: list[str] = []
+    still: list[str] = []
+
+    def judge(label: str, rss: Sequence[Comparison], graphs: Sequence[Comparison]) -> None:
+        if not rss:
+            return
+        if any(c.moves for c in rss):
+            moves.append(label)
+        elif any(c.moves for c in graphs):
+            graphs_only.append(label)
+        else:
+            still.append(label)
+
+    for factor in ("compile", "strategy", "optimizer"):
+        judge(labels[factor], _settings(cs, factor, RSS), _settings(cs, factor, GRAPHS))
+    for c in cs:
+        if c.factor == "capture" and c.metric == RSS:
+            judge(f"a {c.a} capture", [c], [g for g in cs if g.factor == "capture" and g.metric == GRAPHS
+                                            and g.a == c.a])
+    if not (moves or graphs_only or still):
+        return "Nothing to compare: too few scenarios or cycles."
+    parts = []
+    if moves:
+        parts.append(f"Moves memory: {_join(moves)}.")
+    if graphs_only:
+        parts.append(f"Grows live TF graphs, RSS within the noise: {_join(graphs_only)}.")
+    if still:
+        parts.append(f"Does not move memory: {_join(still)}.")
+    return " ".join(parts)
+
+
+def ranking(scenarios: Sequence[ScenarioResult]) -> list[ScenarioResult]:
+    """Scenarios by RSS growth per cycle, steepest first; failed or unfitted ones last."""
+
+    def key(s: ScenarioResult) -> tuple[int, float, str]:
+        sl = _slope(s, RSS)
+        return (0 if s.ok and sl is not None else 1, -(sl[0] if sl else 0.0), s.name)
+
+    return sorted(scenarios, key=key)
+
+
+def extremes_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
+    ranked = [s for s in ranking(scenarios) if s.ok and _slope(s, RSS) is not None]
+    if len(ranked) < 2:
+        return []
+    top, bottom = ranked[0], ranked[-1]
+    ts, bs = _slope(top, RSS), _slope(bottom, RSS)
+    assert ts is not None and bs is not None
+    return [
+        f"Steepest RSS growth: {top.name} at {_rate(ts[0], 'bytes')} (± {fmt_bytes(ts[1])}); flattest: "
+        f"{bottom.name} at {_rate(bs[0], 'bytes')} (± {fmt_bytes(bs[1])})."
+    ]
+
+
+def roots_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
+    """Where the profiler's retention chains end, over the scenarios that leak."""
+    leaking = [s for s in scenarios if s.ok and any(v.leak for v in s.verdicts)]
+    if not leaking:
+        return []
+    roots: dict[str, int] = {}
+    for s in leaking:
+        for r in s.retention_roots:
+            roots[r] = roots.get(r, 0) + 1
+    if not roots:
+        return [
+            f"The profiler found no chain of references from a module global to the growth in the {len(leaking)} "
+            "leaking scenario(s)."
+        ]
+    parts = [f"{root} ({n} of {len(leaking)})" for root, n in sorted(roots.items(), key=lambda kv: -kv[1])]
+    return [
+        "What keeps the growth alive, by the profiler's retention chains in the leaking scenarios: "
+        f"{', '.join(parts)}."
+    ]
+
+
+def offset_sentence(scenarios: Sequence[ScenarioResult], value: float | None) -> list[str]:
+    offsets = [(s, s.offset) for s in scenarios if s.ok and s.offset is not None]
+    if not offsets or value is None:
+        return []
+    off = [o for _, o in offsets if o is not None]
+    wrong = [s.name for s, o in offsets if o is not None and abs(o - value) > OFFSET_TOLERANCE]
+    lo, hi = min(off), max(off)
+    span = f"{lo:.4f}" if round(lo, 4) == round(hi, 4) else f"{lo:.4f} to {hi:.4f}"
+    if not wrong:
+        return [
+            "The captured value really reaches the loss: in every scenario, the loss evaluate() reports for the "
+            f"final model minus the plain cross-entropy of its predictions is {span} (captured: {value:g})."
+        ]
+    return [
+        f"The loss minus the plain cross-entropy differs from the captured value {value:g} in "
+        f"{', '.join(wrong)} (offsets {span})."
+    ]
+
+
+def save_sentences(save: dict[str, Any]) -> list[str]:
+    closure = save.get("closure") if isinstance(save, dict) else None
+    fix = save.get("loss_subclass") if isinstance(save, dict) else None
+    if not isinstance(closure, dict) or not isinstance(fix, dict):
+        err = save.get("error") if isinstance(save, dict) else None
+        return [f"The save check did not run: {_first_line(err)}"] if err else []
+    value = save.get("value")
+    out = []
+    if closure.get("saved") and not closure.get("loaded"):
+        text = f"Saving: a closure loss saves, but load_model() fails ({_first_sentence(closure.get('error'))})"
+        custom = closure.get("custom_objects")
+        if isinstance(custom, dict) and custom.get("loaded"):
+            got = custom.get("loaded_value")
+            kept = custom.get("value_preserved")
+            if kept is False:
+                text += (
+                    "; with custom_objects it loads, but the loss then adds "
+                    f"{_num(got)}, the value of the closure passed at load time, not the saved {_num(value)}"
+                )
+            elif kept:
+                text += "; with custom_objects it loads and the value is the saved one"
+        out.append(text + ".")
+    elif not closure.get("saved"):
+        out.append(f"Saving: a closure loss cannot be saved ({_first_sentence(closure.get('error'))}).")
+    else:
+        kept = closure.get("value_preserved")
+        got = _num(closure.get("loaded_value"))
+        out.append(
+            "Saving: a closure loss saves and loads"
+            + (" with its value." if kept else f", but its value is not preserved (got {got}).")
+        )
+    if fix.get("loaded") and fix.get("value_preserved"):
+        out.append(
+            "A keras.losses.Loss subclass whose get_config() returns the value, registered with "
+            "@keras.saving.register_keras_serializable, saves and loads with its value "
+            f"({_num(fix.get('loaded_value'))})."
+        )
+    else:
+        out.append(
+            "The keras.losses.Loss subclass did not round-trip: "
+            f"saved {fix.get('saved')}, loaded {fix.get('loaded')}, value preserved {fix.get('value_preserved')}"
+            + (f" ({_first_line(fix.get('error'), 110)})" if fix.get("error") else "")
+            + "."
+        )
+    return out
+
+
+def environment_sentence(env: dict[str, Any]) -> list[str]:
+    versions = env.get("versions") or {}
+    tf, keras = versions.get("tensorflow"), versions.get("keras")
+    check = env.get("graph_check")
+    where = f"TensorFlow {tf}, Keras {keras}" if tf or keras else "the installed TensorFlow"
+    if not isinstance(check, dict):
+        return [f"Measured with {where}; the graph-lifetime check did not run."]
+    if check.get("graphs_outlive_model"):
+        return [
+            f"Measured with {where}, in which traced graphs outlive their model "
+            f"({check.get('graphs_alive_after_delete')} of {check.get('graphs_traced')} FuncGraphs alive after "
+            "deleting it" + (", held by TensorFlow's gradient registry" if check.get("registry_holds_graphs") else "")
+            + "): on a TensorFlow that frees them, the compile-every-cycle figures can differ, so rerun "
+            "closuretrace compare there."
+        ]
+    return [
+        f"Measured with {where}, in which traced graphs are freed with their model (checked by weak references): "
+        "growth that remains here is not that leak."
+    ]
+
+
+def failures_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
+    stopped = [s.name for s in scenarios if not s.ok and str(s.error).startswith("interrupted")]
+    failed = [s.name for s in scenarios if not s.ok and s.name not in stopped]
+    out = []
+    if failed:
+        out.append(f"{len(failed)} scenario(s) failed and are left out of the comparisons: {', '.join(failed)}.")
+    if stopped:
+        out.append(f"{len(stopped)} scenario(s) were interrupted before they finished: {', '.join(stopped)}.")
+    return out
+
+
+def too_few_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
+    ok = [s for s in scenarios if s.ok]
+    if ok and all(_slope(s, RSS) is None for s in ok):
+        return ["Too few cycles to fit a slope with a confidence interval (3 measured cycles needed): run more."]
+    return []
+
+
+def conclude(
+    scenarios: Sequence[ScenarioResult],
+    environment: dict[str, Any] | None = None,
+    save_check: dict[str, Any] | None = None,
+    capture_value: float | None = None,
+) -> tuple[list[Comparison], list[str]]:
+    """The comparisons and the conclusion's sentences, most telling first."""
+    cs = comparisons(scenarios)
+    parts: list[Callable[[], list[str]]] = [
+        lambda: compile_sentences(cs, scenarios),
+        lambda: roots_sentence(scenarios),
+        lambda: strategy_sentences(cs, scenarios),
+        lambda: capture_sentences(cs, scenarios),
+        lambda: optimizer_sentences(cs),
+        lambda: advice_sentence(cs),
+        lambda: extremes_sentence(scenarios),
+        lambda: offset_sentence(scenarios, capture_value),
+        lambda: save_sentences(save_check or {}),
+        lambda: environment_sentence(environment or {}),
+        lambda: failures_sentence(scenarios),
+        lambda: too_few_sentence(scenarios),
+    ]
+    sentences: list[str] = []
+    for part in parts:
+        sentences.extend(part())
+    return cs, sentences
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+def _median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    k = len(s)
+    mid = k // 2
+    return float(s[mid]) if k % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vs = [v for v in values if v is not None and math.isfinite(v)]
+    return math.fsum(vs) / len(vs) if vs else None
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _num(v: Any) -> str:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return "?"
+    return "0.00" if abs(x) < 0.005 else f"{x:.2f}"
+
+
+def _first_sentence(text: Any, limit: int = 160) -> str:
+    """``"TypeError: Could not locate function 'f'. Make sure ..."`` -> ``"TypeError: ... function 'f'."``"""
+    s = " ".join(str(text or "").split())
+    cut = s.find(". ")
+    if cut > 0:
+        s = s[: cut + 1]
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _first_line(text: Any, limit: int = 200) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
