@@ -15,6 +15,22 @@ The program sees what it would see under plain ``python``:
 ``__cached__``         ``None``                                    ``__spec__.cached``
 =====================  ==========================================  ==========================================
 
+Signals and process-level exits, while the program runs (:meth:`MainRun.execute`):
+
+* **SIGTERM** (where it would kill a plain ``python``, i.e. its disposition is the default): the program gets
+  :class:`Terminated`, a ``BaseException`` raised in its main thread like ``KeyboardInterrupt`` is for
+  Ctrl-C, so its ``finally`` blocks run and the profiler still writes the report. The outcome is
+  ``"terminated"``, exit status :data:`EXIT_TERMINATED` (143 = 128 + SIGTERM, what a shell reports for a
+  process killed by SIGTERM). Only one is raised: a further SIGTERM, or one that arrives after the program
+  ended, while the run is analysed, is ignored (and announced on stderr) so that the report is complete. The
+  previous handler is restored when the run is left. Like Ctrl-C, SIGTERM reaches the program when it next
+  runs Python code: one blocked in a long C call stops when the call returns (SIGKILL ends it at once, with no
+  report).
+* **A forked child** (``os.fork()``) that runs off the end of the program exits with the program's status, like
+  python, without a report or a summary: the report is the parent's.
+* **os._exit(n)** ends the process at once, as it does under python (no ``finally``, no report); a warning line
+  on stderr says so, since no report will follow.
+
 The code runs in a *fresh* module object installed as ``sys.modules["__main__"]`` (so pickle, dataclasses
 and ``import __main__`` find it), not in the tool's own ``__main__``. Under ``python -P`` (safe path)
 ``sys.path`` is left alone, as Python does.
@@ -38,6 +54,7 @@ import builtins
 import importlib.machinery
 import importlib.util
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -50,6 +67,8 @@ from closuretrace.instrument.rewrite import Instrumentation
 
 #: Exit status for a run ended by KeyboardInterrupt (128 + SIGINT, what a shell reports for python).
 EXIT_INTERRUPTED = 130
+#: Exit status for a run ended by SIGTERM (128 + SIGTERM, what a shell reports for a process it killed).
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
 
 _TOOL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 
@@ -58,11 +77,18 @@ class TargetError(Exception):
     """The program cannot be started (no such file or module, syntax error). The message is one line."""
 
 
+class Terminated(BaseException):
+    """Raised in the program's main thread when the process gets SIGTERM during the run.
+
+    A ``BaseException`` like ``KeyboardInterrupt``: ``except Exception`` in the program does not swallow it.
+    """
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How the program ended, in the terms of :meth:`closuretrace.Profiler.finish`."""
 
-    outcome: str  # "completed" | "exception" | "exit" | "interrupted"
+    outcome: str  # "completed" | "exception" | "exit" | "interrupted" | "terminated"
     exit_code: int
     error: str | None = None
 
@@ -98,6 +124,7 @@ class MainRun:
         self.main: types.ModuleType | None = None
         self._code: types.CodeType | None = None
         self._saved: tuple[list[str], list[str], list[str], types.ModuleType | None] | None = None
+        self._guard = _ProcessGuard()
 
     @classmethod
     def script(cls, path: str, args: Sequence[str] = (), **kw: Any) -> MainRun:
@@ -169,6 +196,8 @@ class MainRun:
             raise TargetError(f"{path}: is a directory (running a directory or zip file is not supported)") from None
         except OSError as exc:
             raise TargetError(f"can't open file {file!r}: [Errno {exc.errno}] {exc.strerror}") from None
+        if b"\0" in source:
+            raise TargetError(f"{file}: not a Python script (it contains null bytes: a binary file?)")
         code = self._compile(source, file)
         ns = self._base_namespace()
         ns.update(
@@ -184,6 +213,10 @@ class MainRun:
         try:
             return self.instrumentation.compile_main(source, filename)
         except SyntaxError as exc:
+            if isinstance(source, bytes) and str(exc.msg).startswith("(unicode error)"):
+                raise TargetError(
+                    f"{filename}: not a Python script (not UTF-8 and no encoding declared: a binary file?)"
+                ) from None
             where = f"{exc.filename or filename}:{exc.lineno}" if exc.lineno else (exc.filename or filename)
             raise TargetError(f"{where}: {type(exc).__name__}: {exc.msg}") from None
         except ValueError as exc:  # null bytes (3.11)
@@ -222,15 +255,34 @@ class MainRun:
 
     # -- running ------------------------------------------------------------------------------------------
     def execute(self) -> Outcome:
-        """Run the program to its end and say how it ended; never raises.
+        """Run the program to its end and say how it ended.
 
         An exception's traceback is printed to stderr like python prints it (through ``sys.excepthook``,
         without the tool's own frames), and ``sys.exit("message")`` prints the message. Then, like the
         interpreter at exit, it waits for the program's non-daemon threads.
+
+        It never raises, with one exception: in a child the program forked (``os.fork()``) that comes back
+        here, it raises ``SystemExit(status)`` so that the child exits as it would under python, without
+        profiling (the report is the parent's).
         """
         if self.main is None or self._code is None:
             raise RuntimeError("MainRun.execute() needs the run to be entered (use 'with')")
         code, globals_ = self._code, self.main.__dict__
+        pid = os.getpid()
+        self._guard.install(pid)
+        try:
+            try:
+                outcome = self._run(code, globals_)
+            finally:
+                self._guard.hold()
+        except Terminated:  # SIGTERM between the program's end and hold(): at most one is ever raised
+            outcome = _terminated()
+        if os.getpid() != pid:
+            _flush()
+            raise SystemExit(outcome.exit_code)
+        return outcome
+
+    def _run(self, code: types.CodeType, globals_: dict[str, Any]) -> Outcome:
         try:
             exec(code, globals_)
         except SystemExit as exc:
@@ -238,17 +290,23 @@ class MainRun:
         except KeyboardInterrupt as exc:
             _print_exception(exc)
             outcome = Outcome("interrupted", EXIT_INTERRUPTED, "KeyboardInterrupt")
+        except Terminated:
+            outcome = _terminated()
         except BaseException as exc:
             error = traceback.format_exception_only(type(exc), exc)[-1].strip()
             _print_exception(exc)
             outcome = Outcome("exception", 1, error)
         else:
             outcome = Outcome("completed", 0, None)
+        if outcome.outcome == "terminated":
+            return outcome  # python would not wait for the threads either: SIGTERM ends the process
         try:
             _join_threads()
         except KeyboardInterrupt:
             if outcome.outcome == "completed":
                 outcome = Outcome("interrupted", EXIT_INTERRUPTED, "KeyboardInterrupt")
+        except Terminated:
+            outcome = _terminated()
         return outcome
 
     def warnings(self) -> list[str]:
@@ -260,6 +318,7 @@ class MainRun:
         self._restore()
 
     def _restore(self) -> None:
+        self._guard.restore()
         self.instrumentation.remove_hooks()
         if self._saved is None:
             return
@@ -343,6 +402,101 @@ def _find_module(name: str) -> tuple[str, importlib.machinery.ModuleSpec]:
     if spec.loader is None:
         raise TargetError(f"{name!r} is a namespace package and cannot be executed")
     return name, spec
+
+
+class _ProcessGuard:
+    """SIGTERM and ``os._exit`` while the program runs (see the module docstring).
+
+    :meth:`install` (main thread only) makes SIGTERM raise :class:`Terminated` in the program, where its
+    disposition was the default, and wraps ``os._exit`` to say that no report will follow; :meth:`hold`, once
+    the program ended, holds a SIGTERM until :meth:`restore` puts everything back.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._sigterm = False
+        self._held = 0
+        self._real_exit: Callable[[int], Any] | None = None
+
+    def install(self, pid: int) -> None:
+        if self._real_exit is None:
+            real_exit = os._exit
+            self._real_exit = real_exit
+
+            def _exit(status: int) -> Any:
+                if os.getpid() == pid:
+                    _warn(f"warning: the program called os._exit({status}): the process ends now, without a report")
+                return real_exit(status)
+
+            _exit.__wrapped__ = real_exit  # type: ignore[attr-defined]
+            setattr(os, "_exit", _exit)  # noqa: B010
+        if self._sigterm or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous is not signal.SIG_DFL:
+                return  # ignored, or handled by the host: python would not die of it either
+            signal.signal(signal.SIGTERM, self._raise)
+        except (ValueError, OSError):
+            return
+        self._previous, self._sigterm = previous, True
+
+    def _raise(self, signum: int, frame: object) -> None:
+        self.hold()  # one Terminated only: a second SIGTERM must not interrupt the program's clean-up
+        raise Terminated(signum)
+
+    def _hold(self, signum: int, frame: object) -> None:
+        self._held += 1
+
+    def hold(self) -> None:
+        """The program has ended: a SIGTERM now waits until the report is made (:meth:`restore`)."""
+        if self._sigterm:
+            try:
+                signal.signal(signal.SIGTERM, self._hold)
+            except (ValueError, OSError):
+                pass
+
+    def restore(self) -> None:
+        if self._real_exit is not None:
+            if getattr(os._exit, "__wrapped__", None) is self._real_exit:
+                setattr(os, "_exit", self._real_exit)  # noqa: B010
+            self._real_exit = None
+        if self._sigterm:
+            self._sigterm = False
+            try:
+                signal.signal(signal.SIGTERM, self._previous)
+            except (ValueError, OSError):
+                pass
+            if self._held:
+                self._held = 0
+                _warn("warning: SIGTERM ignored while the run was finishing, so that its report is complete")
+
+
+def _terminated() -> Outcome:
+    _warn("the program was stopped by SIGTERM; writing the report")
+    return Outcome("terminated", EXIT_TERMINATED, "terminated by SIGTERM")
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _warn(message: str) -> None:
+    """One line on stderr, ``closuretrace: ...``, even if the program closed or replaced sys.stderr."""
+    _flush()
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.write(f"closuretrace: {message}\n")
+                stream.flush()
+                return
+        except (OSError, ValueError, AttributeError):
+            continue
 
 
 def _exit_outcome(code: object) -> Outcome:

@@ -2,15 +2,22 @@
 
 Everything here returns plain strings and numbers. Sizes are read from metadata (``nbytes``, shape x dtype),
 never by copying or converting the value, so a 1 GB array costs nothing to describe. Reprs are guarded: a
-``__repr__`` that raises, recurses or returns megabytes yields a short placeholder or a truncated string.
+``__repr__`` that raises, recurses or returns megabytes yields a short placeholder or a truncated string, and
+one written in Python (the program's own classes, whose ``__repr__`` may take a lock, wait on I/O or loop) runs
+in a helper thread under a time budget (:data:`REPR_TIMEOUT`): past it the capture reads
+``<T: repr timed out>``, the helper is asked to stop (an exception is raised in it where it runs Python code),
+and later values of that type are not repr'd again. Builtin scalars, containers of them and arrays never pay
+for the thread. Attribute reads (``shape``, ``dtype``, ``nbytes``) are not time-limited.
 """
 
 from __future__ import annotations
 
+import _thread
 import functools
 import reprlib
 import sys
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +26,107 @@ from closuretrace.session import Capture
 REPR_LIMIT = 120
 _SHALLOW_ITEMS = 10_000  # a container with more items is sized by its header only, and said so
 
-_reprs = reprlib.Repr()
+#: Seconds a ``__repr__`` written in Python may take before the capture says ``repr timed out``.
+REPR_TIMEOUT = 0.05
+
+#: ``__repr__`` implementations written in C: called directly (they cannot block on the program's locks).
+_C_CALLABLES = (
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.MethodDescriptorType,
+    types.BuiltinFunctionType,
+    types.BuiltinMethodType,
+)
+
+#: Types whose ``__repr__`` ran past :data:`REPR_TIMEOUT` once: not tried again (weakly held).
+_slow_types: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+class _ReprTimeout(Exception):
+    """Raised asynchronously in a helper thread whose ``__repr__`` ran past its budget."""
+
+
+def _has_c_repr(t: type) -> bool:
+    """Whether ``t.__repr__`` is implemented in C (found along the MRO without calling any descriptor)."""
+    try:
+        for klass in t.__mro__:
+            impl = klass.__dict__.get("__repr__")
+            if impl is not None:
+                return isinstance(impl, _C_CALLABLES)
+    except Exception:
+        return False
+    return True
+
+
+def _stop_thread(ident: int) -> None:
+    """Raise :class:`_ReprTimeout` in thread ``ident`` (it takes effect when the thread next runs Python code)."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(_ReprTimeout))
+    except Exception:
+        pass
+
+
+def _timed_repr(obj: Any, timeout: float = REPR_TIMEOUT) -> tuple[bool, str]:
+    """``(True, repr(obj))``, or ``(False, placeholder)`` if it raised, recursed or ran past ``timeout``.
+
+    The repr runs in a helper thread (``_thread``: not one the program's ``threading.enumerate()`` or the
+    interpreter's exit waits for).
+    """
+    t = type(obj)
+    name = qualified_name(t)
+    try:
+        if t in _slow_types:
+            return False, f"<{name}: repr timed out>"
+    except TypeError:
+        pass
+    box: list[tuple[bool, str]] = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def work() -> None:
+        try:
+            try:
+                box.append((True, repr(obj)))
+            except RecursionError:
+                box.append((False, f"<{name}: repr recursed>"))
+            except BaseException as exc:
+                box.append((False, f"<{name}: repr raised {type(exc).__name__}>"))
+            finally:
+                done.release()
+        except BaseException:  # _ReprTimeout arriving late (the repr ended just as the budget did): nothing to say
+            pass
+
+    try:
+        ident = _thread.start_new_thread(work, ())
+    except Exception:  # no thread can be started (resources, interpreter shutdown): do not risk the call
+        return False, f"<{name}: repr not run>"
+    if not done.acquire(timeout=timeout):
+        try:
+            _slow_types.add(t)
+        except TypeError:
+            pass
+        _stop_thread(ident)
+        return False, f"<{name}: repr timed out>"
+    return box[0]
+
+
+class _GuardedRepr(reprlib.Repr):
+    """:class:`reprlib.Repr` whose items with a ``__repr__`` written in Python go through :func:`_timed_repr`."""
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        if _has_c_repr(type(x)):
+            return super().repr_instance(x, level)
+        _, s = _timed_repr(x)
+        if len(s) > self.maxother:
+            i = max(0, (self.maxother - 3) // 2)
+            j = max(0, self.maxother - 3 - i)
+            s = s[:i] + "..." + s[len(s) - j:]
+        return s
+
+
+_reprs = _GuardedRepr()
 _reprs.maxstring = 60
 _reprs.maxother = 60
 _reprs.maxlist = _reprs.maxtuple = _reprs.maxset = _reprs.maxdict = 6
@@ -98,15 +205,24 @@ def nbytes_of(obj: Any) -> int | None:
 
 
 def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
-    """A short repr that never raises: arrays by shape/dtype, builtins via reprlib, others guarded."""
+    """A short repr that never raises nor blocks: arrays by shape/dtype, builtins via reprlib, a ``__repr__``
+    written in Python under a time budget (:func:`_timed_repr`), others guarded."""
     try:
         meta = _array_meta(obj)
         if meta is not None and not isinstance(obj, (str, bytes)):
             return f"<{type(obj).__name__} shape={meta[0]} dtype={meta[1]}>"
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
             return f"<{type(obj).__name__} {getattr(obj, '__qualname__', '?')}>"
+        t = type(obj)
         # reprlib shortens builtin containers; for anything else it would hide a failing __repr__.
-        text = _reprs.repr(obj) if type(obj).__module__ == "builtins" else repr(obj)
+        if t.__module__ == "builtins":
+            text = _reprs.repr(obj)
+        elif _has_c_repr(t):
+            text = repr(obj)
+        else:
+            ok, text = _timed_repr(obj)
+            if not ok:
+                return text
     except RecursionError:
         return f"<{type_name(obj)}: repr recursed>"
     except Exception as exc:
@@ -114,7 +230,10 @@ def safe_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
     if not isinstance(text, str):
         return f"<{type_name(obj)}: repr returned {type(text).__name__}>"
     if len(text) > limit:
-        return text[: limit - 3] + "..."
+        text = text[: limit - 3] + "..."
+    if not text.isascii():
+        # A lone surrogate (a __repr__ may return one) cannot be written as UTF-8: write it as its escape.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 

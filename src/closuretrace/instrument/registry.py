@@ -5,6 +5,10 @@ Ids are addresses and CPython reuses them as soon as an object is freed, so live
 says so (``reused_id_of``): alternating ids in a loop are the sign that old closures *were* freed.
 
 The registry never holds a strong reference to what it watches; a test proves it.
+
+Only callables are recorded: a tracked factory that returns something else (a number, ``None``, a tuple of
+losses) is not a closure factory, and what it returned is not listed as a closure. The first such return of
+each factory and type is noted as a ``not_callable`` event of the run instead.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from closuretrace.instrument.captures import describe_callable, describe_captures, factory_of, short_args
+from closuretrace.instrument.captures import (
+    describe_callable,
+    describe_captures,
+    factory_of,
+    qualified_name,
+    short_args,
+)
+from closuretrace.instrument.state import STATE
 from closuretrace.session import ClosureRecord
 
 
@@ -38,6 +49,8 @@ class ClosureRegistry:
         # id -> serial of the last watched object that died at that address.
         self._dead_ids: dict[int, int] = {}
         self.id_reuses = 0
+        # (factory, type) of non-callables that tracked factories returned, each noted once as an event.
+        self._not_callable: set[tuple[str, str]] = set()
         # One bound method for every weak reference's callback (a new one per reference would be garbage of ours).
         self._callback = self._collected
 
@@ -80,6 +93,8 @@ class ClosureRegistry:
         tool_refs: int,
     ) -> ClosureRecord:
         """:meth:`register` with positional arguments, for the hot path of tracked factories."""
+        if not callable(obj):
+            return self._skip(obj, source, factory)
         oid = id(obj)
         ref = self._live.get(oid)
         if ref is not None and ref() is obj:
@@ -121,6 +136,19 @@ class ClosureRegistry:
         self._records.append(rec)
         return rec
 
+    def _skip(self, obj: Any, source: str, factory: str | None) -> ClosureRecord:
+        """A non-callable: note it once per factory and type; return a record that is not kept."""
+        tname = qualified_name(type(obj))
+        name = factory or tname
+        key = (name, tname)
+        if key not in self._not_callable:
+            self._not_callable.add(key)
+            prof = STATE.profiler
+            if prof is not None and prof.registry is self:
+                prof.record_event("not_callable", factory=name, type=tname, source=source)
+        clock = self._clock()
+        return ClosureRecord(0, id(obj), name, tname, "", "not callable", source, clock, None, weakrefable=False)
+
     def _collected(self, ref: _Ref) -> None:
         rec = ref.record
         if rec.collected_cycle is not None:
@@ -143,7 +171,9 @@ class ClosureRegistry:
                 yield ref.record, obj
 
     def alive_by_factory(self) -> dict[str, int]:
-        counts = Counter(ref.record.factory for ref in self._live.values())
+        # A snapshot first: a weak reference's callback (gc in another thread, or an allocation here) may
+        # change the dict while this iterates.
+        counts = Counter(ref.record.factory for ref in list(self._live.values()))
         return dict(counts)
 
     def alive_count(self) -> int:
@@ -163,6 +193,7 @@ class ClosureRegistry:
         yield self._records
         yield self._live
         yield self._dead_ids
+        yield self._not_callable
         yield self._callback
         for rec in self._records:
             yield rec

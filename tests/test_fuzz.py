@@ -1,0 +1,513 @@
+"""Fuzzing the session loader and the renderers (hypothesis), bounded to run in a few seconds.
+
+1. Any JSON (arbitrary values, any text, and real sessions with parts replaced by arbitrary values) either loads
+   or is refused with a :class:`SessionError` whose message is one line: no other exception type gets out.
+2. Any session (built by strategies over the dataclasses: arbitrary unicode including ``</script>`` and lone
+   surrogates, NaN, infinities, huge numbers, empty lists) renders as JSON, Markdown, HTML and text without
+   raising, and so does what ``load_session`` makes of its saved JSON.
+
+What the fuzzing found and this project's loader and renderers do not handle yet is pinned by the strict
+``xfail`` tests at the end (each names the fix, see docs/reliability.md); :func:`_known_gap` keeps the same
+inputs out of the properties until then. When a fix lands, its ``xfail`` fails (XPASS): remove it and its
+clause in :func:`_known_gap`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
+
+from closuretrace.renderers import render
+from closuretrace.session import (
+    Capture,
+    ClosureRecord,
+    CompareSession,
+    CycleSample,
+    Event,
+    GrowingType,
+    MetricInfo,
+    RetentionChain,
+    RunInfo,
+    Session,
+    SessionError,
+    Verdict,
+    load_session,
+    write_atomic,
+)
+
+FORMATS = ("json", "markdown", "html", "text")
+_BOUNDED = {
+    "deadline": None,
+    "database": None,  # nothing written to .hypothesis/ in the project
+    "phases": (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+LOADS = settings(max_examples=150, **_BOUNDED)  # loading only: cheap
+RENDERS = settings(max_examples=25, **_BOUNDED)  # every format, the HTML charts included: about 0.1 s each
+DAMAGED = settings(max_examples=80, **_BOUNDED)  # most are refused (cheap), the rest rendered
+
+# -- strategies ---------------------------------------------------------------------------------------------------
+
+HOSTILE = [
+    "</script>",
+    "</script><img src=x onerror=\"document.title='PWNED'\">",
+    "<!--",
+    "]]>",
+    "a|b\n| c",
+    "`` ` ``",
+    "**x** __y__ [z](javascript:alert(1))",
+    "\udcff",  # a lone surrogate, as a non-UTF-8 argv or path gives
+    "\x00\x1b[31m",
+    "\u202etxt.exe",
+    "{{ x }}{% if %}",
+    "x" * 5000,
+    "",
+]
+texts = st.one_of(st.text(max_size=40), st.sampled_from(HOSTILE), st.text(st.characters(codec=None), max_size=10))
+names = st.one_of(st.sampled_from(["rss_bytes", "gc_objects", "closures_alive", "tf_func_graphs"]), texts)
+floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, 2.0**63]),
+)
+ints = st.one_of(st.integers(-5, 50), st.integers(), st.sampled_from([2**63, -(2**63), 10**30]))
+#: cycle numbers: mostly a run's own (small), sometimes anything
+cycle_ints = st.one_of(st.integers(0, 12), st.integers(-3, 3), ints)
+optional_ints = st.none() | ints
+optional_texts = st.none() | texts
+json_leaves = st.none() | st.booleans() | ints | floats | texts
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=12,
+)
+
+captures = st.builds(Capture, name=texts, type=texts, nbytes=optional_ints, repr=texts)
+closures = st.builds(
+    ClosureRecord,
+    serial=ints, id=ints, factory=texts, qualname=texts, module=texts,
+    kind=st.sampled_from(["closure", "function", "lambda", "partial", "object"]) | texts,
+    source=st.sampled_from(["track", "keras", "census"]) | texts,
+    created_cycle=cycle_ints, collected_cycle=st.none() | cycle_ints, created_at=optional_texts,
+    args=st.lists(texts, max_size=3), captures=st.lists(captures, max_size=3),
+    refcount_at_creation=optional_ints, refcount_at_end=optional_ints, reused_id_of=optional_ints,
+    weakrefable=st.booleans(), roles=st.lists(texts, max_size=2),
+)
+cycles = st.builds(
+    CycleSample,
+    index=cycle_ints, label=texts, seconds=floats, probe_seconds=floats,
+    metrics=st.dictionaries(names, st.one_of(ints, floats), max_size=4),
+    closures_alive_by_factory=st.dictionaries(texts, ints, max_size=3),
+)
+verdicts = st.builds(
+    Verdict,
+    metric=names, unit=st.sampled_from(["bytes", "objects", "closures", ""]) | texts,
+    slope_per_cycle=floats, ci_low=floats, ci_high=floats, n_cycles=ints, noise_floor=floats,
+    leak=st.booleans(), note=optional_texts,
+)
+growing = st.builds(
+    GrowingType,
+    type=texts, counts=st.lists(ints, max_size=5), slope_per_cycle=floats, ci_low=floats, ci_high=floats,
+    grows_every_cycle=st.booleans(),
+)
+chains = st.builds(
+    RetentionChain,
+    target=texts, metric=texts, chain=st.lists(texts, max_size=4), found=st.booleans(),
+    born_cycle=optional_ints, root=optional_texts, note=optional_texts, target_type=optional_texts,
+)
+events = st.builds(
+    Event,
+    cycle=ints, kind=st.sampled_from(["compile", "fit", "not_callable"]) | texts,
+    detail=st.dictionaries(texts, json_values, max_size=3),
+)
+runs = st.builds(
+    RunInfo,
+    argv=st.lists(texts, max_size=4),
+    outcome=st.sampled_from(["completed", "exception", "exit", "interrupted", "terminated"]) | texts,
+    exit_code=ints, error=optional_texts, command=texts, started_at=texts, duration_s=floats,
+    cwd=texts, python=texts, platform=texts, versions=st.dictionaries(texts, texts, max_size=3),
+)
+metric_infos = st.builds(MetricInfo, name=names, unit=texts, label=texts, covers=texts)
+sessions = st.builds(
+    Session,
+    run=runs,
+    settings=st.dictionaries(texts, json_values, max_size=4),
+    metrics=st.lists(metric_infos, max_size=4),
+    cycles=st.lists(cycles, max_size=8),
+    closures=st.lists(closures, max_size=6),
+    events=st.lists(events, max_size=3),
+    verdicts=st.lists(verdicts, max_size=4),
+    growing_types=st.lists(growing, max_size=3),
+    retention=st.lists(chains, max_size=2),
+    advice=st.lists(texts, max_size=3),
+)
+
+
+def _base_profile() -> dict[str, Any]:
+    from test_renderers import make_session
+
+    return make_session().to_dict()
+
+
+def _base_compare() -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "kind": "compare",
+        "run": {"argv": ["compare"], "command": "compare"},
+        "settings": {"cycles": 4, "warmup": 1},
+        "environment": {},
+        "conclusion": ["x"],
+        "comparisons": [],
+        "save_check": {},
+        "scenarios": [
+            {
+                "strategy": "recreate", "capture": "scalar", "compile": "same-optimizer", "warmup": 1,
+                "cycles": [{"index": i, "label": f"c{i}", "seconds": 1.0, "probe_seconds": 0.1, "rss_bytes": 100 + i}
+                           for i in range(3)],
+                "verdicts": [], "growing_types": [], "steps": [{"cycle": 0, "compile_s": 0.1, "fit_s": 0.2}],
+            }
+        ],
+    }
+
+
+BASES = {"profile": _base_profile(), "compare": _base_compare()}
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every path into a JSON value (keys and indices), the root excluded."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield (*prefix, k)
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield (*prefix, i)
+            yield from _paths(v, (*prefix, i))
+
+
+PATHS = {name: list(_paths(base)) for name, base in BASES.items()}
+
+
+@st.composite
+def mutated_sessions(draw: st.DrawFn) -> Any:
+    """A real session's JSON with 1-3 places replaced by arbitrary JSON (or deleted)."""
+    name = draw(st.sampled_from(sorted(BASES)))
+    data = json.loads(json.dumps(BASES[name]))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(PATHS[name]))
+        parent = data
+        try:
+            for key in path[:-1]:
+                parent = parent[key]
+            if draw(st.booleans()) and isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            else:
+                parent[path[-1]] = draw(json_values)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed or replaced this place
+    return data
+
+
+# -- what the loader lets through that the renderers cannot take (pinned by the xfail tests below) ---------------------
+
+_DATACLASSES = (RunInfo, Capture, ClosureRecord, CycleSample, MetricInfo, Verdict, GrowingType, RetentionChain, Event)
+_HINTS = {cls: typing.get_type_hints(cls) for cls in _DATACLASSES}
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the type the dataclass field declares (``int | None``, ``list[str]``, ...)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_conforms(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        k, v = typing.get_args(hint)
+        return isinstance(value, dict) and all(_conforms(a, k) and _conforms(b, v) for a, b in value.items())
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _ill_typed(obj: Any, where: str = "session") -> str | None:
+    """The first field of ``obj`` (a dataclass, recursively) whose value is not of its declared type."""
+    if not is_dataclass(obj) or type(obj) not in _HINTS:
+        return None
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not _conforms(value, _HINTS[type(obj)][f.name]):
+            return f"{where}.{type(obj).__name__}.{f.name} = {value!r:.60}"
+        for item in value if isinstance(value, list) else [value]:
+            bad = _ill_typed(item, f"{where}.{f.name}")
+            if bad:
+                return bad
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _known_gap(session: Session | CompareSession) -> str | None:
+    """Why ``session`` hits a known gap (see the xfail tests below), or None."""
+    if isinstance(session, CompareSession):
+        return None
+    for part in (session.run, *session.metrics, *session.cycles, *session.closures, *session.events,
+                 *session.verdicts, *session.growing_types, *session.retention):
+        bad = _ill_typed(part)
+        if bad:
+            return f"the loader accepted an ill-typed field: {bad}"
+    if not all(isinstance(a, str) for a in session.advice):
+        return "advice"
+    if any(not g.counts for g in session.growing_types):
+        return "a growing type with no counts (text renderer)"
+    if any(math.isfinite(v) and abs(v) > 1e300 for c in session.cycles for v in c.metrics.values()):
+        return "a metric value near the float maximum (charts)"
+    chart_text = [f for c in session.cycles for f in c.closures_alive_by_factory]
+    chart_text += [t for m in session.metrics for t in (m.name, m.label)]
+    if any(_has_surrogate(t) for t in chart_text):
+        return "a lone surrogate in a chart label (matplotlib)"
+    first = session.cycles[0].index if session.cycles else 0
+    span = 1 + max((r.created_cycle - first for r in session.closures), default=0)
+    if session.closures and not 1 <= max(len(session.cycles), span) <= 10_000:
+        return "closures created far outside the cycles (HTML lifetime rows)"
+    return None
+
+
+# -- the properties -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="closuretrace-fuzz-") as d:
+        yield Path(d) / "session.json"
+
+
+def _dump(value: Any) -> str:
+    # NaN and infinities as JSON's extension tokens (json.loads reads them back); lone surrogates as escapes.
+    return json.dumps(value, allow_nan=True, ensure_ascii=True)
+
+
+def _load_or_refuse(path: Path, text: str) -> Session | CompareSession | None:
+    path.write_text(text, encoding="utf-8")
+    try:
+        return load_session(path)
+    except SessionError as exc:
+        message = str(exc)
+        assert message and "\n" not in message, repr(message)
+        return None
+
+
+def _renders(session: Session | CompareSession) -> None:
+    for fmt in FORMATS:
+        out = render(session, fmt)
+        assert isinstance(out, str) and out
+
+
+@LOADS
+@given(value=json_values)
+def test_any_json_value_loads_or_is_refused_in_one_line(scratch: Path, value: Any) -> None:
+    _load_or_refuse(scratch, _dump(value))
+
+
+@LOADS
+@given(text=st.text(max_size=200) | st.sampled_from(['{"schema_version": 1, "run": {', "[" * 50, "NaN", "\ufeff{}"]))
+def test_any_text_loads_or_is_refused_in_one_line(scratch: Path, text: str) -> None:
+    _load_or_refuse(scratch, text)
+
+
+@LOADS
+@given(data=mutated_sessions())
+def test_damaged_sessions_load_or_are_refused_in_one_line(scratch: Path, data: Any) -> None:
+    _load_or_refuse(scratch, _dump(data))
+
+
+def _clear_of_known_gaps(session: Session) -> Session:
+    """``session`` changed just enough to stay clear of the renderers' known gaps (pinned below), so that the rest
+    of what was drawn is still fuzzed: growing types get a count, metric values stay below 1e300, chart labels
+    lose lone surrogates, and closures are born within 10,000 cycles of the first one."""
+    def clamp(v: float) -> float:
+        return max(-1e300, min(1e300, v)) if math.isfinite(v) else v
+
+    def plain(text: str) -> str:
+        return "".join("?" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+    for c in session.cycles:
+        c.metrics = {k: clamp(v) for k, v in c.metrics.items()}
+        c.closures_alive_by_factory = {plain(k): v for k, v in c.closures_alive_by_factory.items()}
+    for m in session.metrics:
+        m.name, m.label = plain(m.name), plain(m.label)
+    for g in session.growing_types:
+        g.counts = g.counts or [0]
+    first = session.cycles[0].index if session.cycles else 0
+    for r in session.closures:
+        if not 0 <= r.created_cycle - first < 10_000:
+            r.created_cycle = first
+    return session
+
+
+def _finite_cycles(session: Session) -> Session:
+    """``session`` with NaN/inf in its cycles replaced by 0 (their trip through JSON is a known gap)."""
+    def fix(v: float) -> float:
+        return v if math.isfinite(v) else 0.0
+
+    session.cycles = [
+        CycleSample(c.index, c.label, fix(c.seconds), fix(c.probe_seconds), {k: fix(v) for k, v in c.metrics.items()},
+                    c.closures_alive_by_factory)
+        for c in session.cycles
+    ]
+    return _clear_of_known_gaps(session)
+
+
+@DAMAGED
+@given(data=mutated_sessions())
+def test_what_loads_from_damaged_sessions_renders(scratch: Path, data: Any) -> None:
+    loaded = _load_or_refuse(scratch, _dump(data))
+    gap = "refused" if loaded is None else _known_gap(loaded)
+    event(f"skipped: {gap}" if gap else "rendered")
+    if loaded is None or gap:
+        return  # refused (the loader did its job), or a known gap (pinned below)
+    _renders(loaded)
+
+
+@RENDERS
+@given(session=sessions.map(_clear_of_known_gaps))
+def test_any_session_renders_in_every_format(session: Session) -> None:
+    assert _known_gap(session) is None
+    _renders(session)
+
+
+@RENDERS
+@given(session=sessions.map(_finite_cycles))
+def test_any_saved_session_loads_back_and_renders(scratch: Path, session: Session) -> None:
+    assert _known_gap(session) is None
+    text = session.to_json()  # NaN and infinities become null; no exception for any field value
+    back = _load_or_refuse(scratch, json.dumps(json.loads(text), ensure_ascii=True))
+    assert isinstance(back, Session), "a session the tool wrote was refused"
+    _renders(back)
+    # what survives the trip is the same session, NaN/inf aside (they are written as null)
+    assert [c.index for c in back.cycles] == [c.index for c in session.cycles]
+    assert [r.captures for r in back.closures] == [r.captures for r in session.closures]
+    assert back.run.argv == session.run.argv
+    for a, b in zip(session.verdicts, back.verdicts):
+        finite = math.isfinite(a.slope_per_cycle)
+        assert b.slope_per_cycle == a.slope_per_cycle if finite else math.isnan(b.slope_per_cycle)
+
+
+# -- known gaps, found by the fuzzing above: fixes needed in session.py and renderers/text.py -----------------------
+
+def _profile_with(**changes: Any) -> dict[str, Any]:
+    data = json.loads(json.dumps(BASES["profile"]))
+    for dotted, value in changes.items():
+        parent: Any = data
+        keys = [int(k) if k.isdigit() else k for k in dotted.split("__")]
+        for k in keys[:-1]:
+            parent = parent[k]
+        parent[keys[-1]] = value
+    return data
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="session._build accepts null for any field and does not check list items: fix in session.py "
+    "(docs/reliability.md, 'Changes needed elsewhere', 2)",
+)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"run__argv": [["nested"], None]},
+        {"run__argv": None},
+        {"closures__0__kind": None},
+        {"closures__0__roles": [1, None]},
+        {"growing_types__0__counts": [None, "x"]},
+        {"retention__0__note": 5},
+        {"advice": [{"a": 1}]},
+    ],
+    ids=["argv-items", "argv-null", "kind-null", "roles-items", "counts-items", "note-number", "advice-items"],
+)
+def test_ill_typed_fields_are_refused_in_one_line(scratch: Path, changes: dict[str, Any]) -> None:
+    scratch.write_text(json.dumps(_profile_with(**changes)), encoding="utf-8")
+    with pytest.raises(SessionError):
+        load_session(scratch)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=IndexError,
+    reason="renderers/text.py reads g.counts[0] of an empty list (docs/reliability.md, 'Changes needed elsewhere', 3)",
+)
+def test_text_summary_of_a_growing_type_without_counts() -> None:
+    s = Session(run=RunInfo(argv=["x.py"]), growing_types=[GrowingType("T", [], 1.0, 1.0, 1.0, True)])
+    assert render(s, "text")
+
+
+@pytest.mark.xfail(
+    strict=True, raises=UnicodeEncodeError,
+    reason="write_atomic writes strict UTF-8: a lone surrogate (non-UTF-8 argv or path) loses the report "
+    "(docs/reliability.md, 'Changes needed elsewhere', 4)",
+)
+def test_a_lone_surrogate_is_written_and_read_back(tmp_path: Path) -> None:
+    s = Session(run=RunInfo(argv=["train.py", "\udcff"]))
+    write_atomic(tmp_path / "s.json", s.to_json())
+    back = load_session(tmp_path / "s.json")
+    assert isinstance(back, Session) and back.run.argv == ["train.py", "\udcff"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CycleSample.from_dict refuses the null that Session.to_json writes for NaN/inf seconds and metrics "
+    "(docs/reliability.md, 'Changes needed elsewhere', 2)",
+)
+def test_a_session_with_non_finite_cycle_numbers_loads_back(tmp_path: Path) -> None:
+    cycle = CycleSample(0, "c", math.inf, math.nan, {"rss_bytes": math.nan, "gc_objects": 1.0}, {})
+    (tmp_path / "s.json").write_text(Session(run=RunInfo(argv=["x.py"]), cycles=[cycle]).to_json(), encoding="utf-8")
+    back = load_session(tmp_path / "s.json")
+    assert isinstance(back, Session) and math.isnan(back.cycles[0].seconds)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=(OverflowError, ZeroDivisionError, MemoryError),
+    reason="renderers/html.py sizes the closure lifetime rows by created_cycle - first cycle without a bound "
+    "(docs/reliability.md, 'Changes needed elsewhere', 3)",
+)
+@pytest.mark.parametrize("created", [2**63, -1], ids=["far-after", "before-the-first"])
+def test_html_of_closures_created_outside_the_cycles(created: int) -> None:
+    rec = ClosureRecord(1, 1, "f", "f.<locals>.g", "m", "closure", "track", created, None)
+    assert render(Session(run=RunInfo(argv=["x.py"]), closures=[rec]), "html")
+
+
+@pytest.mark.xfail(
+    strict=True, raises=OverflowError,
+    reason="renderers/charts.py hands matplotlib values near the float maximum (docs/reliability.md, "
+    "'Changes needed elsewhere', 3)",
+)
+def test_html_chart_of_a_metric_near_the_float_maximum() -> None:
+    cycles = [CycleSample(i, "c", 0.0, 0.0, {"gc_objects": 1e308 if i else 0.0}, {}) for i in range(3)]
+    assert render(Session(run=RunInfo(argv=["x.py"]), cycles=cycles), "html")
+
+
+@pytest.mark.xfail(
+    strict=True, raises=TypeError,
+    reason="renderers/charts.py passes a lone surrogate (a factory name) to matplotlib's text layout "
+    "(docs/reliability.md, 'Changes needed elsewhere', 3)",
+)
+def test_html_chart_of_a_factory_name_with_a_lone_surrogate() -> None:
+    cycles = [CycleSample(i, "c", 0.0, 0.0, {}, {"f\udcff": i}) for i in range(3)]
+    assert render(Session(run=RunInfo(argv=["x.py"]), cycles=cycles), "html")
