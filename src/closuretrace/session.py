@@ -18,8 +18,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,17 +106,21 @@ class CycleSample:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CycleSample:
-        metrics = {k: v for k, v in d.items() if k not in _CYCLE_FIXED}
+        # null is how a NaN or an infinity was written (see _finite): read it back as NaN.
+        metrics = {k: math.nan if v is None else v for k, v in d.items() if k not in _CYCLE_FIXED}
         for k, v in metrics.items():
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise SessionError(f"cycle {d.get('index')}: metric {k!r} is not a number")
+        by_factory = d.get("closures_alive_by_factory", {})
+        if not _conforms(by_factory, dict[str, int]):
+            raise SessionError(f"cycle {d.get('index')}: closures_alive_by_factory is not an object of counts")
         return cls(
             index=_int(d, "index"),
             label=str(d.get("label", "")),
-            seconds=float(d.get("seconds", 0.0)),
-            probe_seconds=float(d.get("probe_seconds", 0.0)),
+            seconds=_float(d.get("seconds", 0.0)),
+            probe_seconds=_float(d.get("probe_seconds", 0.0)),
             metrics=metrics,
-            closures_alive_by_factory={str(k): int(v) for k, v in d.get("closures_alive_by_factory", {}).items()},
+            closures_alive_by_factory=dict(by_factory),
         )
 
 
@@ -259,7 +266,7 @@ class Session:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)
+        return _dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Any) -> Session:
@@ -288,7 +295,7 @@ class Session:
                 verdicts=[_build(Verdict, v) for v in _list(d, "verdicts")],
                 growing_types=[_build(GrowingType, g) for g in _list(d, "growing_types")],
                 retention=[_build(RetentionChain, r) for r in _list(d, "retention")],
-                advice=[str(a) for a in _list(d, "advice")],
+                advice=_strings(d, "advice"),
             )
         except SessionError:
             raise
@@ -321,6 +328,8 @@ def load_session(path: str | os.PathLike[str]) -> Session | CompareSession:
         raise SessionError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); truncated?") from None
     except RecursionError:
         raise SessionError(f"{p}: JSON nested too deeply") from None
+    if _too_deep(data):
+        raise SessionError(f"{p}: JSON nested more than {MAX_DEPTH} levels (not a closuretrace session)")
     try:
         if isinstance(data, dict) and data.get("kind") == "compare":
             return CompareSession.from_dict(data)
@@ -334,7 +343,8 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # backslashreplace: a lone surrogate (a non-UTF-8 argv or path) must not cost the user the report.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(text)
         # mkstemp makes the file private (0600); a report is for sharing, so follow the umask like open() does.
         os.chmod(tmp, 0o666 & ~_umask())
@@ -349,6 +359,46 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+#: A session nests about 6 levels; free-form fields (settings, event details) add a few. Deeper is refused, so
+#: no renderer meets a structure it would recurse through.
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _dumps(data: Any) -> str:
+    """JSON text; lone surrogates (from non-UTF-8 argv or paths) written as ``\\uXXXX`` so the file is UTF-8."""
+    text = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _too_deep(data: Any) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
+def _float(v: Any) -> float:
+    if v is None:
+        return math.nan
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise SessionError(f"malformed closuretrace session: {v!r:.40} is not a number")
+    return float(v)
+
+
+def _strings(d: dict[str, Any], key: str) -> list[str]:
+    items = _list(d, key)
+    if not all(isinstance(a, str) for a in items):
+        raise SessionError(f"malformed closuretrace session: {key!r} holds something other than text")
+    return list(items)
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -387,31 +437,63 @@ def _int(d: dict[str, Any], key: str) -> int:
     return v
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from JSON) has the type a dataclass field declares: ``int | None``, ``list[str]``..."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_conforms(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        k, v = typing.get_args(hint)
+        return isinstance(value, dict) and all(_conforms(a, k) and _conforms(b, v) for a, b in value.items())
+    if isinstance(hint, type) and is_dataclass(hint):
+        return isinstance(value, dict)  # built by the caller
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
 def _build(cls: Any, d: Any) -> Any:
+    """``cls`` from a JSON object, every field checked against its declared type (null only where optional;
+    null in a float field is how NaN and infinities are written, see :func:`_finite`)."""
     d = _obj(d, cls.__name__)
-    known = set(cls.__dataclass_fields__)
+    known = cls.__dataclass_fields__
     obj = cls(**{k: v for k, v in d.items() if k in known})
-    for name, f in cls.__dataclass_fields__.items():
+    hints = _hints(cls)
+    for name in known:
         v = getattr(obj, name)
-        # None stands for NaN/inf in floats (see _finite) and for "unknown" in optional fields.
-        if v is None:
-            if f.type in ("float",):
-                setattr(obj, name, math.nan)
-            continue
-        want = f.type
-        if want == "str" and not isinstance(v, str):
-            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a string")
-        if want in ("int", "int | None") and (not isinstance(v, int) or isinstance(v, bool)):
-            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not an integer")
-        if want in ("float", "float | None") and (not isinstance(v, (int, float)) or isinstance(v, bool)):
-            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a number")
-        if want == "bool" and not isinstance(v, bool):
-            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a boolean")
-        if want.startswith("list[") and not isinstance(v, list):
-            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not a list")
-        if want.startswith("dict[") and not isinstance(v, dict):
-            raise SessionError(f"malformed closuretrace session: {cls.__name__}.{name} is not an object")
+        hint = hints[name]
+        if v is None and hint is float:
+            setattr(obj, name, math.nan)
+        elif not _conforms(v, hint):
+            raise SessionError(
+                f"malformed closuretrace session: {cls.__name__}.{name} is not {_hint_words(hint)} ({v!r:.40})"
+            )
     return obj
+
+
+def _hint_words(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
 def _closure(d: Any) -> ClosureRecord:
@@ -618,7 +700,7 @@ class CompareSession:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)
+        return _dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Any) -> CompareSession:

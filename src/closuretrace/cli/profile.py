@@ -17,6 +17,7 @@ the report.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib
 import os
@@ -290,6 +291,13 @@ class ProfileCommand:
         for line in main_run.warnings():
             _err(warning_line(line))
         _err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
+        if outcome.outcome == "terminated":
+            # SIGTERM means stop now: threads the program left running must not keep the process alive, and
+            # the report is already on disk.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    stream.flush()
+            os._exit(outcome.exit_code)
 
         if args.fail_on_leak and outcome.exit_code == 0 and session.leaks():
             return EXIT_LEAK
