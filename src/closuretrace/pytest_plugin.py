@@ -351,7 +351,7 @@ class _BenchmarkRounds:
 
         return {
             "cycles": len(session.cycles),
-            "warmup": int(session.settings.get("warmup", 1)),
+            "warmup": session.warmup,
             "rounds_probed": self.probed,
             "iterations_per_round": self.iterations,
             "per_cycle": {v.metric: finite(v.slope_per_cycle) for v in session.verdicts},

@@ -193,7 +193,7 @@ class RunInfo:
     """How the profiled program was started and how it ended."""
 
     argv: list[str]
-    outcome: str = "completed"  # "completed" | "exception" | "exit" | "interrupted"
+    outcome: str = "completed"  # "completed" | "exception" | "exit" | "interrupted" | "terminated"
     exit_code: int = 0
     error: str | None = None
     command: str = "profile"
@@ -223,6 +223,11 @@ class Session:
     schema_version: int = SCHEMA_VERSION
 
     # -- derived views (never stored twice) -------------------------------------------------------------
+    @property
+    def warmup(self) -> int:
+        """Cycles left out of the verdicts: ``settings["warmup"]``, or 1 where a file says nothing usable."""
+        return _warmup(self.settings)
+
     @property
     def finished_normally(self) -> bool:
         """The program ran to its end or exited with status 0 (``sys.exit(0)`` is a normal end)."""
@@ -383,6 +388,11 @@ def _too_deep(data: Any) -> bool:
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
     return False
+
+
+def _warmup(settings: dict[str, Any]) -> int:
+    w = settings.get("warmup", 1)
+    return w if isinstance(w, int) and not isinstance(w, bool) and w >= 0 else 1
 
 
 def _float(v: Any) -> float:
@@ -678,6 +688,11 @@ class CompareSession:
     conclusion: list[str] = field(default_factory=list)
     kind: str = "compare"
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def warmup(self) -> int:
+        """Cycles left out of every scenario's verdicts (``settings["warmup"]``, else 1)."""
+        return _warmup(self.settings)
 
     def scenario(self, strategy: str, capture: str, compile: str) -> ScenarioResult | None:
         return next(

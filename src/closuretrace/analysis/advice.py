@@ -35,7 +35,7 @@ def _chain_root(session: Session, metric: str) -> str | None:
 
 
 def _too_few_cycles(session: Session) -> list[str]:
-    warmup = int(session.settings.get("warmup", 1))
+    warmup = session.warmup
     n = len(measured(session.cycles, warmup))
     if n >= 3:
         return []
@@ -66,7 +66,7 @@ def _closures_kept(session: Session) -> list[str]:
     v = _verdict(session, "closures_alive")
     if v is None or not v.leak:
         return []
-    used = measured(session.cycles, int(session.settings.get("warmup", 1)))
+    used = measured(session.cycles, session.warmup)
     first, last = used[0].closures_alive_by_factory, used[-1].closures_alive_by_factory
     growing = sorted((f for f in last if last[f] > first.get(f, 0)), key=lambda f: first.get(f, 0) - last[f])
     who = ", ".join(growing[:3]) or "some factory"
@@ -85,7 +85,7 @@ def _traces_kept(session: Session) -> list[str]:
     if not leaking:
         return []
     v = leaking[0]
-    warmup = int(session.settings.get("warmup", 1))
+    warmup = session.warmup
     used_cycles = {c.index for c in measured(session.cycles, warmup)}
     compiled = {e.cycle for e in session.events if e.kind == "compile" and e.cycle in used_cycles}
     text = (
@@ -160,7 +160,7 @@ def _closure_losses_do_not_reload(session: Session) -> list[str]:
 
 
 def _all_flat(session: Session) -> list[str]:
-    if session.leaks() or len(measured(session.cycles, int(session.settings.get("warmup", 1)))) < 3:
+    if session.leaks() or len(measured(session.cycles, session.warmup)) < 3:
         return []
     return ["No metric grows beyond its noise floor over the measured cycles: nothing here leaks per cycle."]
 

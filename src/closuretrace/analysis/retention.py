@@ -30,7 +30,7 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
     out: list[RetentionChain] = []
     by_target: dict[int, RetentionChain] = {}
     own = list(ignore)
-    census = profiler.census[int(session.settings.get("warmup", 1)):]
+    census = profiler.census[session.warmup:]
     growing = {t for t, n in census[-1].items() if n > census[0].get(t, 0)} if census else set()
     # Metrics that count one type first: their targets are the most telling, and a generic metric (RSS, gc
     # objects) whose growth includes that type shares the chain instead of searching a second, longer one.
@@ -87,7 +87,7 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
 
 
 def _pick(metric: str, session: Session, profiler: Profiler) -> tuple[Any, str, int] | None:
-    warmup = int(session.settings.get("warmup", 1))
+    warmup = session.warmup
     if metric == "closures_alive":
         return _pick_closure(session, profiler, warmup)
     d = metric_def(metric)

@@ -52,6 +52,13 @@ def fit_slope(values: Sequence[float]) -> Slope:
     >>> s.slope, s.low, s.high
     (2.0, 2.0, 2.0)
     """
+    try:
+        return _fit(values)
+    except OverflowError:  # values near the float maximum (a hand-edited or fuzzed session): no fit
+        return Slope(math.nan, -math.inf, math.inf, len(values), math.nan)
+
+
+def _fit(values: Sequence[float]) -> Slope:
     n = len(values)
     if n == 0:
         return Slope(math.nan, -math.inf, math.inf, 0, math.nan)

@@ -8,14 +8,16 @@ slope over the measured cycles (dashed), so the picture shows what the verdict w
 
 from __future__ import annotations
 
+import functools
+import html
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from closuretrace.analysis.stats import fit_slope
+from closuretrace.analysis.stats import Slope, fit_slope
 from closuretrace.session import CompareSession, Session
 from closuretrace.units import fmt_value
 
@@ -30,6 +32,11 @@ _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 _WIDTH_IN, _HEIGHT_IN = 6.4, 3.0
 #: Longest legend label (factory names can be anything).
 MAX_LABEL = 48
+#: Largest magnitude handed to matplotlib: its transforms overflow near the float maximum (1.8e308).
+MAX_PLOTTED = 1e300
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R", str, "str | None")
 
 
 @dataclass
@@ -52,9 +59,33 @@ class Chart:
     svg: str
 
 
+def unavailable(exc: BaseException) -> str:
+    """The HTML put where a chart could not be drawn: the page still renders, the note says why."""
+    return f'<p class="more">chart unavailable: {html.escape(type(exc).__name__)}</p>'
+
+
+def _or_note(build: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``build``, but an exception becomes :func:`unavailable`'s note: one bad chart must not lose the page."""
+
+    @functools.wraps(build)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return build(*args, **kwargs)
+        except Exception as exc:  # whatever matplotlib raises, the rest of the report stands
+            return unavailable(exc)
+
+    return guarded
+
+
+def _plotted(y: float) -> float:
+    """``y`` clamped to +-MAX_PLOTTED (infinities too); NaN stays NaN (matplotlib leaves a gap)."""
+    return y if math.isnan(y) else min(max(y, -MAX_PLOTTED), MAX_PLOTTED)
+
+
 def _mpl_text(s: str, limit: int = MAX_LABEL) -> str:
-    """Text for matplotlib drawn as it is, on one line: ``$`` would start mathtext (and raise on bad syntax)."""
-    s = " ".join(s.split())
+    """Text for matplotlib drawn as it is, on one line: ``$`` would start mathtext (and raise on bad syntax);
+    a lone surrogate (a name decoded from non-UTF-8 bytes) is shown as its escape, which text layout can take."""
+    s = " ".join(s.encode("utf-8", "backslashreplace").decode("utf-8").split())
     if len(s) > limit:
         s = s[: limit - 1] + "…"
     return s.replace("$", r"\$")
@@ -73,6 +104,7 @@ def _svg(fig: Figure, salt: str) -> str:
     return re.sub(r"\n\s*\n", "\n", text).strip()
 
 
+@_or_note
 def series_chart(
     key: str,
     lines: Sequence[Line],
@@ -96,7 +128,7 @@ def series_chart(
         warm_handle = ax.axvspan(first - 0.5, first + warmup - 0.5, color="#9e9e9e", alpha=0.22, lw=0)
     for i, ln in enumerate(lines):
         color = _COLORS[i % len(_COLORS)]
-        ys = [y / scale for y in ln.ys]
+        ys = [_plotted(y / scale) for y in ln.ys]
         (h,) = ax.plot(ln.xs, ys, color=color, lw=1.6, marker="o", ms=4)
         handles.append(h)
         labels.append(_mpl_text(ln.label))
@@ -106,11 +138,12 @@ def series_chart(
                     markerfacecolor="white", markeredgecolor=color)
         meas = [(x, y) for x, y in zip(ln.xs, ln.ys) if x >= first + warmup]
         if ln.fit and len(meas) >= 2:
-            s = fit_slope([y for _, y in meas])
-            if math.isfinite(s.slope) and math.isfinite(s.intercept):
+            s = _fit([y for _, y in meas])
+            if s is not None and math.isfinite(s.slope) and math.isfinite(s.intercept):
                 x0, x1 = meas[0][0], meas[-1][0]
                 fit_color = "#222222" if len(lines) == 1 else color
-                ax.plot([x0, x1], [s.intercept / scale, (s.intercept + s.slope * (len(meas) - 1)) / scale],
+                y0, y1 = s.intercept / scale, (s.intercept + s.slope * (len(meas) - 1)) / scale
+                ax.plot([x0, x1], [_plotted(y0), _plotted(y1)],
                         color=fit_color, lw=1.2, ls="--", alpha=0.8, zorder=3)
                 if len(lines) == 1:
                     (fh,) = ax.plot([], [], color=fit_color, lw=1.2, ls="--")
@@ -119,7 +152,7 @@ def series_chart(
     ax.set_xlabel("cycle", fontsize=9)
     ax.set_ylabel(_mpl_text(ylabel), fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(_tick))
     ax.tick_params(labelsize=8)
     ax.grid(True, color="#e0e0e0", lw=0.6)
     ax.spines[["top", "right"]].set_visible(False)
@@ -134,6 +167,20 @@ def series_chart(
     return _svg(fig, key)
 
 
+def _fit(values: list[float]) -> Slope | None:
+    """The dashed line's fit, or None where the sums overflow (values beyond about 1e154): it only decorates."""
+    try:
+        return fit_slope(values)
+    except ArithmeticError:
+        return None
+
+
+def _tick(v: float, _pos: object) -> str:
+    if abs(v) >= 1e15:  # not 300 digits
+        return f"{v:.3g}"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
+
+
 def _xs(session: Session, metric: str) -> tuple[list[int], list[float]]:
     pts = [(c.index, float(c.metrics[metric])) for c in session.cycles if metric in c.metrics]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -144,38 +191,49 @@ def _label(session: Session, metric: str) -> str:
 
 
 def session_charts(session: Session) -> list[Chart]:
-    """The report's charts: RSS, gc objects, closures alive per factory, TF FuncGraphs (those measured)."""
-    warmup = int(session.settings.get("warmup", 1))
+    """The report's charts: RSS, gc objects, closures alive per factory, TF FuncGraphs (those measured).
+
+    A chart that cannot be drawn (whatever the data) is a :func:`unavailable` note in its place."""
+    warmup = session.warmup
     charts: list[Chart] = []
     for metric, ylabel, scale, unit in (
         ("rss_bytes", "RSS (MiB)", MiB, "bytes"),
         ("gc_objects", "gc objects", 1.0, "objects"),
     ):
-        xs, ys = _xs(session, metric)
-        if xs:
-            unit = session.metric_info(metric).unit or unit
-            line = Line("measured", xs, ys, unit)
-            charts.append(Chart(metric, _label(session, metric), series_chart(metric, [line], warmup, ylabel, scale)))
+        try:
+            xs, ys = _xs(session, metric)
+            if xs:
+                unit = session.metric_info(metric).unit or unit
+                line = Line("measured", xs, ys, unit)
+                svg = series_chart(metric, [line], warmup, ylabel, scale)
+                charts.append(Chart(metric, _label(session, metric), svg))
+        except Exception as exc:  # as in _or_note: one bad chart must not lose the page
+            charts.append(Chart(metric, metric, unavailable(exc)))
 
-    factory_lines = _factory_lines(session)
-    if factory_lines:
-        svg = series_chart("closures", factory_lines, warmup, "closures alive")
-        charts.append(Chart("closures_alive", "closures alive, per factory", svg))
-    else:
-        xs, ys = _xs(session, "closures_alive")
+    try:
+        factory_lines = _factory_lines(session)
+        if factory_lines:
+            svg = series_chart("closures", factory_lines, warmup, "closures alive")
+            charts.append(Chart("closures_alive", "closures alive, per factory", svg))
+        else:
+            xs, ys = _xs(session, "closures_alive")
+            if xs:
+                line = Line("measured", xs, ys, "closures")
+                svg = series_chart("closures", [line], warmup, "closures alive")
+                charts.append(Chart("closures_alive", "closures alive", svg))
+    except Exception as exc:
+        charts.append(Chart("closures_alive", "closures alive", unavailable(exc)))
+
+    try:
+        xs, ys = _xs(session, "tf_func_graphs")
         if xs:
-            line = Line("measured", xs, ys, "closures")
+            line = Line("measured", xs, ys, "graphs")
             charts.append(
-                Chart("closures_alive", "closures alive", series_chart("closures", [line], warmup, "closures alive"))
+                Chart("tf_func_graphs", _label(session, "tf_func_graphs"),
+                      series_chart("tf_func_graphs", [line], warmup, "live FuncGraphs"))
             )
-
-    xs, ys = _xs(session, "tf_func_graphs")
-    if xs:
-        line = Line("measured", xs, ys, "graphs")
-        charts.append(
-            Chart("tf_func_graphs", _label(session, "tf_func_graphs"),
-                  series_chart("tf_func_graphs", [line], warmup, "live FuncGraphs"))
-        )
+    except Exception as exc:
+        charts.append(Chart("tf_func_graphs", "tf_func_graphs", unavailable(exc)))
     return charts
 
 
@@ -197,6 +255,7 @@ def _factory_lines(session: Session) -> list[Line]:
     return out
 
 
+@_or_note
 def compare_chart(
     key: str, a: Session, b: Session, metric: str, name_a: str, name_b: str, ylabel: str, scale: float = 1.0
 ) -> str | None:
@@ -211,7 +270,7 @@ def compare_chart(
         lines.append(Line(f"A: {name_a}", xa, ya, unit))
     if xb:
         lines.append(Line(f"B: {name_b}", xb, yb, unit))
-    warmup = min(int(a.settings.get("warmup", 1)), int(b.settings.get("warmup", 1)))
+    warmup = min(a.warmup, b.warmup)
     return series_chart(key, lines, warmup, ylabel, scale)
 
 
@@ -223,6 +282,7 @@ _MANY_COLORS = (*_COLORS, "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939",
 _VERDICT_COLORS = {"LEAK": "#c62828", "flat": "#2e7d32", "grows (below noise floor)": "#9a5b00"}
 
 
+@_or_note
 def compare_growth_chart(session: CompareSession, metric: str = "rss_bytes", scale: float = MiB,
                          ylabel: str = "RSS growth since the warm-up (MiB)") -> str | None:
     """One line per scenario: ``metric`` minus its value at the first measured cycle (processes start at
@@ -239,7 +299,7 @@ def compare_growth_chart(session: CompareSession, metric: str = "rss_bytes", sca
         if len(used) < 2:
             continue
         base = used[0][1]
-        series.append((s, [x for x, _ in used], [(y - base) / scale for _, y in used]))
+        series.append((s, [x for x, _ in used], [_plotted((y - base) / scale) for _, y in used]))
     if not series:
         return None
     rows = math.ceil(len(series) / 2)
@@ -262,6 +322,7 @@ def compare_growth_chart(session: CompareSession, metric: str = "rss_bytes", sca
     return _svg(fig, f"compare-{metric}")
 
 
+@_or_note
 def compare_slope_chart(session: CompareSession, metric: str = "rss_bytes", scale: float = MiB,
                         xlabel: str = "RSS growth per cycle (MiB), 95% CI") -> str | None:
     """Horizontal bars: each scenario's slope of ``metric`` with its 95% interval as whiskers, steepest on top,
@@ -278,8 +339,8 @@ def compare_slope_chart(session: CompareSession, metric: str = "rss_bytes", scal
             continue
         lo = v.ci_low if math.isfinite(v.ci_low) else v.slope_per_cycle
         hi = v.ci_high if math.isfinite(v.ci_high) else v.slope_per_cycle
-        bars.append((s.name, v.slope_per_cycle / scale, (v.slope_per_cycle - lo) / scale,
-                     (hi - v.slope_per_cycle) / scale, verdict_word(v), v.unit))
+        bars.append((s.name, _plotted(v.slope_per_cycle / scale), _plotted((v.slope_per_cycle - lo) / scale),
+                     _plotted((hi - v.slope_per_cycle) / scale), verdict_word(v), v.unit))
     if not bars:
         return None
     bars.reverse()  # matplotlib draws the first bar at the bottom

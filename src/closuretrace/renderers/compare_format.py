@@ -18,8 +18,8 @@ def headline(session: CompareSession) -> str:
     failed = sum(1 for s in session.scenarios if not s.ok)
     st = session.settings
     tail = f", {failed} failed" if failed else ""
-    if session.run.outcome == "interrupted":
-        tail += ", interrupted"
+    if session.run.outcome in ("interrupted", "terminated"):
+        tail += f", {session.run.outcome}"
     return (
         f"closuretrace compare: {n} scenarios{tail}, {st.get('cycles', '?')} cycles each, "
         f"{fmt_seconds(session.run.duration_s)}"

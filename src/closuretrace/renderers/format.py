@@ -73,7 +73,8 @@ def headline(session: Session) -> str:
         "completed": "completed",
         "exit": f"sys.exit({run.exit_code})",
         "exception": "raised an exception, exit 1",
-        "interrupted": "interrupted, exit 130",
+        "interrupted": f"interrupted, exit {run.exit_code}",
+        "terminated": f"terminated by SIGTERM, exit {run.exit_code}",
     }.get(run.outcome, f"{run.outcome}, exit {run.exit_code}")
     took = fmt_seconds(run.duration_s)
     return f"closuretrace {session.kind} of {target} ({tail}, {took}, {len(session.cycles)} cycles)"

@@ -39,6 +39,8 @@ from closuretrace.session import ClosureRecord, CompareSession, Session, Verdict
 MAX_CLOSURE_ROWS = 200
 #: Longest repr shown in a table cell (the full text is in the embedded JSON).
 MAX_REPR = 160
+#: Most columns on the closure lifetime axis; a longer session puts several cycles in one column.
+MAX_LIFETIME_COLUMNS = 10_000
 
 _VERDICT_CLASS = {"LEAK": "leak", "flat": "flat", "grows (below noise floor)": "grows", "too few cycles": "few"}
 
@@ -77,41 +79,50 @@ def _verdict_view(session: Session, v: Verdict) -> dict[str, Any]:
     }
 
 
+def _clamp(value: int, low: int, high: int) -> int:
+    return min(max(value, low), high)
+
+
 def _lifetime_rows(session: Session) -> dict[str, Any]:
     cycles = session.cycles
     first = cycles[0].index if cycles else 0
-    n = max(len(cycles), 1 + max((r.created_cycle - first for r in session.closures), default=0))
-    warmup = int(session.settings.get("warmup", 1))
     recs = session.closures
+    # A cycle outside the session's (a hand-edited or damaged file) is drawn at the nearest edge of the strip:
+    # offset 0 is the first cycle, len(cycles) the one that was running when the session ended.
+    n = max(len(cycles), 1 + max((_clamp(r.created_cycle - first, 0, len(cycles)) for r in recs), default=0))
+    warmup = session.warmup
     shown = recs
     if len(recs) > MAX_CLOSURE_ROWS:
         # Keep the closures still alive at the end first: they are the ones a leak is made of.
         shown = sorted(recs, key=lambda r: (not r.alive_at_end, r.serial))[:MAX_CLOSURE_ROWS]
         shown.sort(key=lambda r: r.serial)
     rows = [_lifetime_row(r, first, n) for r in shown]
-    ticks = list(range(first, first + n))
-    step = max(1, math.ceil(n / 12))
+    # One axis column per cycle, up to MAX_LIFETIME_COLUMNS; beyond that each column stands for ``per`` cycles.
+    per = max(1, math.ceil(n / MAX_LIFETIME_COLUMNS))
+    ticks = list(range(first, first + n, per))
+    step = max(1, math.ceil(len(ticks) / 12))
     return {
         "rows": rows,
         "more": len(recs) - len(shown),
         "alive_more": sum(1 for r in recs if r.alive_at_end) - sum(1 for r in shown if r.alive_at_end),
-        "n": n,
+        "n": len(ticks),
         "warmup_pct": f"{100 * min(warmup, n) / n:.3f}",
-        "ticks": [{"label": str(t) if (t - first) % step == 0 else "", "warm": t - first < warmup} for t in ticks],
+        "ticks": [
+            {"label": str(t) if i % step == 0 else "", "warm": t - first < warmup} for i, t in enumerate(ticks)
+        ],
         "total": len(recs),
     }
 
 
 def _lifetime_row(r: ClosureRecord, first: int, n: int) -> dict[str, Any]:
-    start = r.created_cycle - first
+    start = _clamp(r.created_cycle - first, 0, n)
     if not r.weakrefable:
         end, cls, life = float(n), "unknown", "not weak-referenceable: collection not seen"
     elif r.collected_cycle is None:
         end, cls, life = float(n), "alive", "alive at end"
     else:
-        end, cls = max(float(r.collected_cycle - first), start + 0.5), "freed"
+        end, cls = max(float(_clamp(r.collected_cycle - first, 0, n)), start + 0.5), "freed"
         life = f"freed in cycle {r.collected_cycle}"
-    start = min(max(start, 0), n)
     end = min(max(end, start), n)
     largest = r.largest_capture
     captures = [f"{c.name}: {c.type}" + (f" ({fmt_bytes(c.nbytes)})" if c.nbytes is not None else "")
@@ -187,7 +198,7 @@ def render(session: Session) -> str:
         "outcome": f"{session.run.outcome}, exit {session.run.exit_code}",
         "run_ok": session.finished_normally,
         "error": session.run.error or "",
-        "warmup": int(session.settings.get("warmup", 1)),
+        "warmup": session.warmup,
         "verdicts": [_verdict_view(session, v) for v in session.verdicts],
         "charts": _chart_views(session),
         "chains": [
@@ -312,8 +323,8 @@ def render_compare(session: CompareSession) -> str:
     from closuretrace.renderers import compare_format as cf
 
     failed = sum(1 for s in session.scenarios if not s.ok)
-    if session.run.outcome == "interrupted":
-        state, word = "inconclusive", "Interrupted"
+    if session.run.outcome in ("interrupted", "terminated"):
+        state, word = "inconclusive", session.run.outcome.capitalize()
     elif failed:
         state, word = "leak", f"{failed} failed"
     else:
@@ -343,7 +354,7 @@ def render_compare(session: CompareSession) -> str:
         "conclusion": session.conclusion,
         "charts": charts_,
         "ranking": cf.ranking_rows(session),
-        "warmup": session.settings.get("warmup", 1),
+        "warmup": session.warmup,
         "comparisons": cf.comparison_rows(session),
         "save_rows": cf.save_rows(session),
         "save_value": session.save_check.get("value"),

@@ -96,7 +96,7 @@ STATUS_WORD = {"leak": "LEAK", "flat": "No leak", "inconclusive": "Inconclusive"
 def finding(session: Session) -> str:
     """What :func:`conclusion` says after its opening word; plain text (escape it for the target format)."""
     n = measured_cycles(session)
-    warmup = int(session.settings.get("warmup", 1))
+    warmup = session.warmup
     state = status(session)
     if state == "leak":
         parts = [
@@ -119,7 +119,7 @@ def conclusion(session: Session) -> str:
 def run_line(session: Session) -> str:
     """When, where and how long: ``started ..., Python 3.11.2 on Linux, 6 cycles (1 warm-up)``; plain text."""
     run = session.run
-    warmup = int(session.settings.get("warmup", 1))
+    warmup = session.warmup
     parts = []
     if run.started_at:
         parts.append(f"started {run.started_at}")
@@ -141,7 +141,7 @@ def render(session: Session) -> str:
     if session.run.error:
         lines += ["", f"Error: {code(session.run.error, limit=500)}"]
 
-    warmup = int(session.settings.get("warmup", 1))
+    warmup = session.warmup
     lines += [
         "",
         "## Verdicts",
@@ -318,12 +318,13 @@ def render_compare(session: CompareSession) -> str:
         f"The seed's loop ({escape(st.get('model', 'MLP'))}) run as {len(session.scenarios)} scenarios, each in its "
         f"own Python process; data: {escape(st.get('data', '?'))}."
     )
-    if session.run.outcome == "interrupted":
-        lines += ["", "**Interrupted**: the report holds the scenarios that finished."]
+    if session.run.outcome in ("interrupted", "terminated"):
+        word = "Interrupted" if session.run.outcome == "interrupted" else "Terminated by SIGTERM"
+        lines += ["", f"**{word}**: the report holds the scenarios that finished."]
     lines += ["", f"**{escape(summary(session.comparisons))}**", "", "## Conclusion", ""]
     lines += [f"- {escape(c)}" for c in session.conclusion] or ["No conclusion (no scenario finished)."]
 
-    warmup = st.get("warmup", 1)
+    warmup = session.warmup
     lines += [
         "",
         "## Growth per cycle, steepest RSS first",

@@ -37,7 +37,7 @@ def render(session: Session) -> str:
     lines = [headline(session)]
     if session.run.error:
         lines.append(f"  error: {session.run.error}")
-    warmup = session.settings.get("warmup", 1)
+    warmup = session.warmup
     lines += ["", f"Verdicts (growth per cycle, least squares over the cycles after {warmup} warm-up, 95% CI)"]
     if session.verdicts:
         rows = [["metric", "per cycle", "95% CI", "verdict"]]
@@ -69,7 +69,7 @@ def render(session: Session) -> str:
                     short_type(g.type),
                     fmt_value(g.slope_per_cycle, "", True),
                     "yes" if g.grows_every_cycle else "no",
-                    f"{g.counts[0]:,} -> {g.counts[-1]:,}",
+                    f"{g.counts[0]:,} -> {g.counts[-1]:,}" if g.counts else "n/a",
                 ]
             )
         lines += _table(rows, right={1})
@@ -94,7 +94,7 @@ def render_compare(session: CompareSession) -> str:
     from closuretrace.renderers import compare_format as cf
 
     lines = [cf.headline(session), ""]
-    warmup = session.settings.get("warmup", 1)
+    warmup = session.warmup
     lines.append(f"Growth per cycle, steepest RSS first (least squares after {warmup} warm-up, 95% CI)")
     rows = [["#", "scenario", "RSS/cycle", "95% CI", "graphs", "traces", "closures", "s/cycle"]]
     for r in cf.ranking_rows(session):
