@@ -25,7 +25,6 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
     """One retention chain per leaking metric (metrics that share a target share the chain)."""
     if not session.leaks():
         return []
-    from closuretrace.analysis.chains import find_chain
 
     out: list[RetentionChain] = []
     by_target: dict[int, RetentionChain] = {}
@@ -61,22 +60,7 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
                 known.metric += f", {verdict.metric}"
                 del target
                 continue
-            result = find_chain(
-                target,
-                ignore=[*own, out, by_target],
-                max_depth=profiler.options.chain_depth,
-                timeout=profiler.options.chain_timeout,
-            )
-            chain = RetentionChain(
-                target=description,
-                metric=verdict.metric,
-                chain=list(result.hops),
-                found=result.found,
-                born_cycle=born,
-                root=result.root,
-                note=result.note,
-                target_type=qualified_name(type(target)),
-            )
+            chain = _search(profiler, target, description, born, verdict.metric, [*own, out, by_target])
             by_target[id(target)] = chain
             out.append(chain)
             del target
@@ -158,7 +142,6 @@ def alive_closure_chain(
     the most closures alive; records whose serial is in ``skip_serials`` are never picked. ``None`` when no
     closure qualifies. Call it while the profiler still records (its registry holds the weak references).
     """
-    from closuretrace.analysis.chains import find_chain
 
     alive: dict[str, int] = {}
     for rec, obj in profiler.registry.alive():
@@ -180,14 +163,24 @@ def alive_closure_chain(
     del best
     own = list(ignore)
     try:
-        result = find_chain(
-            target, ignore=own, max_depth=profiler.options.chain_depth, timeout=profiler.options.chain_timeout
-        )
+        return _search(profiler, target, description, born, "closures_alive", own)
     finally:
         own.clear()
-    chain = RetentionChain(
+        del target
+
+
+def _search(
+    profiler: Profiler, target: Any, description: str, born: int | None, metric: str, ignore: list[Any]
+) -> RetentionChain:
+    """The referrer search from ``target``, within the profiler's depth and time limits, as a chain record."""
+    from closuretrace.analysis.chains import find_chain
+
+    result = find_chain(
+        target, ignore=ignore, max_depth=profiler.options.chain_depth, timeout=profiler.options.chain_timeout
+    )
+    return RetentionChain(
         target=description,
-        metric="closures_alive",
+        metric=metric,
         chain=list(result.hops),
         found=result.found,
         born_cycle=born,
@@ -195,5 +188,3 @@ def alive_closure_chain(
         note=result.note,
         target_type=qualified_name(type(target)),
     )
-    del target
-    return chain

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-from closuretrace.cli.errors import CLIError, error_line
+from closuretrace.cli.errors import reporting
 from closuretrace.cli.render import emit, load_profile, output_format
 
 NAME = "diff"
@@ -45,11 +44,7 @@ def execute(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``diff``; a user error is one line on stderr, ``closuretrace: error: ...``, and exit status 2."""
-    try:
-        return execute(args)
-    except CLIError as exc:
-        sys.stderr.write(error_line(str(exc)) + "\n")
-        return exc.exit_code
+    return reporting(execute, args)
 
 
 class DiffCommand:

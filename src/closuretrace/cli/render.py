@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 
-from closuretrace.cli.errors import CLIError, error_line
+from closuretrace.cli.errors import CLIError, reporting
 from closuretrace.renderers import UnknownFormatError, format_for_path
 from closuretrace.session import CompareSession, Session, SessionError, load_session, write_atomic
 
@@ -85,11 +85,7 @@ def execute(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``render``; a user error is one line on stderr, ``closuretrace: error: ...``, and exit status 2."""
-    try:
-        return execute(args)
-    except CLIError as exc:
-        sys.stderr.write(error_line(str(exc)) + "\n")
-        return exc.exit_code
+    return reporting(execute, args)
 
 
 class RenderCommand:
