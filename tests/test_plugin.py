@@ -105,6 +105,9 @@ def test_leaking_test_fails_with_the_summary_and_clean_ones_pass(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # the -rf line in full
+    # With CI set, pytest prints the whole failure message in the -rf summary too; this test checks the layout
+    # a user sees at a terminal, so it pins that.
+    monkeypatch.delenv("CI", raising=False)
     pytester.makepyfile(test_leak=LEAK_MODULE)
     result = pytester.runpytest_subprocess("-rf", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=2, passed=3)
