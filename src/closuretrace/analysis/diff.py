@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closuretrace.probes import metric_def
-from closuretrace.session import GrowingType, Session, Verdict, _finite
+from closuretrace.session import GrowingType, Session, Verdict, finite
 from closuretrace.units import fmt_value
 
 #: A's slope counts as zero (no ratio) below this fraction of the metric's noise floor.
@@ -217,7 +217,7 @@ class SessionDiff:
             "types_appeared": [growing(g) for g in self.types_appeared],
             "types_vanished": [growing(g) for g in self.types_vanished],
         }
-        out: dict[str, Any] = _finite(d)
+        out: dict[str, Any] = finite(d)
         return out
 
 

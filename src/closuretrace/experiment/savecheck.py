@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         result["error"] = None
     except Exception as exc:
         result = {"pid": os.getpid(), "error": "".join(traceback.format_exception(exc))[-4000:]}
-    from closuretrace.session import _finite, write_atomic
+    from closuretrace.session import finite, write_atomic
 
-    text = json.dumps(_finite(result), allow_nan=False, default=str)
+    text = json.dumps(finite(result), allow_nan=False, default=str)
     if opts.out:
         write_atomic(opts.out, text)
     else:

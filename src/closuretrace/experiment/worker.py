@@ -352,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             "pid": os.getpid(),
             "error": "".join(traceback.format_exception(exc))[-4000:],
         }
-    from closuretrace.session import _finite, write_atomic
+    from closuretrace.session import finite, write_atomic
 
-    text = json.dumps(_finite(result), allow_nan=False)
+    text = json.dumps(finite(result), allow_nan=False)
     if opts.out:
         write_atomic(opts.out, text)
     else:
