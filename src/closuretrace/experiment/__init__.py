@@ -11,6 +11,23 @@ TensorFlow. The conclusion is drawn by :mod:`closuretrace.analysis.compare` from
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def write_result(result: dict[str, Any], out: str | None) -> int:
+    """Write a job's result as JSON to ``out`` (atomically) or stdout; the exit status says whether it failed."""
+    import json
+    import sys
+
+    from closuretrace.session import finite, write_atomic
+
+    text = json.dumps(finite(result), allow_nan=False, default=str)
+    if out:
+        write_atomic(out, text)
+    else:
+        sys.stdout.write(text + "\n")
+    return 1 if result.get("error") else 0
+
 
 def exit_now(code: int) -> None:
     """End a job process at once, once its result is written: TensorFlow's interpreter teardown takes about a

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import traceback
 from typing import Any
@@ -194,14 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         result["error"] = None
     except Exception as exc:
         result = {"pid": os.getpid(), "error": "".join(traceback.format_exception(exc))[-4000:]}
-    from closuretrace.session import finite, write_atomic
+    from closuretrace.experiment import write_result
 
-    text = json.dumps(finite(result), allow_nan=False, default=str)
-    if opts.out:
-        write_atomic(opts.out, text)
-    else:
-        sys.stdout.write(text + "\n")
-    return 1 if result.get("error") else 0
+    return write_result(result, opts.out)
 
 
 if __name__ == "__main__":

@@ -352,14 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             "pid": os.getpid(),
             "error": "".join(traceback.format_exception(exc))[-4000:],
         }
-    from closuretrace.session import finite, write_atomic
+    from closuretrace.experiment import write_result
 
-    text = json.dumps(finite(result), allow_nan=False)
-    if opts.out:
-        write_atomic(opts.out, text)
-    else:
-        sys.stdout.write(text + "\n")
-    return 1 if result.get("error") else 0
+    return write_result(result, opts.out)
 
 
 if __name__ == "__main__":

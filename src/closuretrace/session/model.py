@@ -1,17 +1,4 @@
-"""The profile session: what one run measured, as plain data.
-
-A :class:`Session` holds no live objects (no closures, no models, no weak references): only numbers and
-strings, so it can be saved as versioned JSON, loaded back in another process and rendered again. Everything
-the instrumentation and the probes see is turned into these dataclasses by :class:`closuretrace.Profiler`;
-the analysis fills in verdicts, retention chains and advice; the renderers only read them.
-
-Example::
-
-    >>> from closuretrace.session import load_session
-    >>> session = load_session("reports/train-20261124T120000Z.json")   # doctest: +SKIP
-    >>> [v.metric for v in session.verdicts if v.leak]                   # doctest: +SKIP
-    ['rss_bytes', 'gc_objects', 'tf_func_graphs']
-"""
+"""The profile session's dataclasses (see :mod:`closuretrace.session` for what a session is and how to load one)."""
 
 from __future__ import annotations
 
