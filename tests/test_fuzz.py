@@ -122,7 +122,7 @@ growing = st.builds(
 )
 chains = st.builds(
     RetentionChain,
-    target=texts, metric=texts, chain=st.lists(texts, max_size=4), found=st.booleans(),
+    target=texts, metrics=st.lists(texts, max_size=3), chain=st.lists(texts, max_size=4), found=st.booleans(),
     born_cycle=optional_ints, root=optional_texts, note=optional_texts, target_type=optional_texts,
 )
 events = st.builds(

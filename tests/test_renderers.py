@@ -112,7 +112,7 @@ def make_session(hostile: str = HOSTILE, leak: bool = True, argv: list[str] | No
         retention = [
             RetentionChain(
                 target="closure #7 outer_loss.<locals>.loss_function",
-                metric="rss_bytes, gc_objects, closures_alive",
+                metrics=["rss_bytes", "gc_objects", "closures_alive"],
                 chain=[
                     "train.history → dict",
                     f"[{hostile!r}] → list",

@@ -222,7 +222,7 @@ def evaluate(
         limit = limits.max_alive_closures
         which = ", ".join(f"{f} ({k})" for f, k in list(by_factory.items())[:5]) or "none"
         root = next(
-            (c.root for c in session.retention if "closures_alive" in c.metric.split(", ") and c.found and c.root),
+            (c.root for c in session.retention if "closures_alive" in c.metrics and c.found and c.root),
             None,
         )
         held = f"; held by {root}" if root else ""
@@ -243,7 +243,7 @@ def evaluate(
         limit_value = getattr(limits, arg)
         if limit_value is None:
             continue
-        verdict = next((v for v in session.verdicts if v.metric == metric), None)
+        verdict = session.verdict(metric)
         info = session.metric_info(metric)
         unit = info.unit or ("bytes" if metric == "rss_bytes" else "objects")
         head = _limit_text(arg, limit_value, unit)

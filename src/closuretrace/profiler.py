@@ -1,4 +1,4 @@
-"""The profiler: turns instrumentation events and probe readings into a :class:`~closuretrace.session.Session`.
+"""The profiler: records closures and per-cycle probe readings into a :class:`~closuretrace.recording.Recording`.
 
 Use it from code when you do not go through ``closuretrace profile``::
 
@@ -11,6 +11,9 @@ Use it from code when you do not go through ``closuretrace profile``::
     print(closuretrace.render_text(prof.session))
 
 Without Keras, end cycles yourself with ``with prof.cycle(): ...`` or ``prof.end_cycle()``.
+
+The profiler only records. :meth:`Profiler.stop` returns the :class:`Recording`; :meth:`Profiler.finish` is
+``stop`` followed by :func:`closuretrace.analysis.analyse`, which makes every judgement.
 """
 
 from __future__ import annotations
@@ -21,85 +24,66 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from closuretrace._version import __version__
 from closuretrace.instrument.registry import ClosureRegistry
 from closuretrace.instrument.state import STATE
-from closuretrace.probes import metric_def
-from closuretrace.probes import pymalloc as tracemalloc_probe
-from closuretrace.probes import tensorflow as tf_probe
+from closuretrace.outcome import outcome_of
+from closuretrace.probes import OPTIONAL_PROBES, PROBES, Probe, metric_def
+from closuretrace.probes.base import CycleContext
 from closuretrace.probes.heap import CodeFilter, HeapProbe
-from closuretrace.probes.process import rss_bytes
+from closuretrace.recording import LiveHeap, ProfileOptions, Recording
 from closuretrace.session import CycleSample, Event, RunInfo, Session
 
-
-@dataclass
-class ProfileOptions:
-    """What to measure and how to judge it. Every field has a command-line twin in ``closuretrace profile``."""
-
-    warmup: int = 1
-    #: metric name -> noise floor per cycle (overrides the metric's default)
-    thresholds: dict[str, float] = field(default_factory=dict)
-    #: also list closures whose code lives in the stdlib or site-packages
-    include_libraries: bool = False
-    tracemalloc: bool = False
-    keras: bool = True
-    census: bool = True
-    chain_timeout: float = 5.0
-    chain_depth: int = 25
-
-    def to_settings(self) -> dict[str, Any]:
-        return {
-            "warmup": self.warmup,
-            "thresholds": dict(self.thresholds),
-            "include_libraries": self.include_libraries,
-            "tracemalloc": self.tracemalloc,
-            "keras": self.keras,
-            "census": self.census,
-            "chain_timeout": self.chain_timeout,
-            "chain_depth": self.chain_depth,
-        }
+__all__ = ["ProfileOptions", "Profiler", "library_versions"]
 
 
 class Profiler:
     """Records closures and per-cycle probes; :meth:`finish` analyses them into :attr:`session`.
 
     Only one profiler records at a time. All references to the program's objects are weak, and the tool's own
-    containers are left out of every count.
+    containers are left out of every count. With ``baseline=True`` the user closures alive at :meth:`start`
+    are never adopted (the pytest plugin judges a test only on the closures it makes).
     """
 
-    def __init__(self, options: ProfileOptions | None = None, argv: list[str] | None = None) -> None:
+    def __init__(
+        self, options: ProfileOptions | None = None, argv: list[str] | None = None, *, baseline: bool = False
+    ) -> None:
         self.options = options or ProfileOptions()
         self._cycle = 0
-        self.registry = ClosureRegistry(clock=lambda: self._cycle)
+        self.registry = ClosureRegistry(clock=lambda: self._cycle, on_event=self.record_event)
         self.heap = HeapProbe(own=self._own_objects, code_filter=CodeFilter(self.options.include_libraries))
+        self._baseline = baseline
+        probes: list[Probe] = [p() for p in PROBES]
+        if self.options.tracemalloc:
+            probes.append(OPTIONAL_PROBES["tracemalloc"]())
+        self.probes = probes
         self.cycles: list[CycleSample] = []
         # The type census, stored as what changed per cycle: a full dict of ~3,000 types per cycle would grow the
         # very RSS being measured by ~150 KiB a cycle. Names are interned, so cycles share the key strings.
         self._census_changes: list[dict[str, int]] = []
         self._census_now: dict[str, int] = {}
         self.events: list[Event] = []
+        self.recording: Recording | None = None
         self.session: Session | None = None
         self._run = RunInfo(argv=list(argv if argv is not None else sys.argv))
         self._t_start = 0.0
         self._t_cycle = 0.0
-        self._started_tracemalloc = False
         self._cleanups: list[Any] = []
-        self._active = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> Profiler:
         if STATE.profiler is not None:
             raise RuntimeError("another closuretrace Profiler is already recording")
+        if self._baseline:
+            self.heap.take_baseline()
         STATE.profiler = self
-        self._active = True
         self._run.started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._run.cwd = os.getcwd()
-        if self.options.tracemalloc:
-            self._started_tracemalloc = tracemalloc_probe.start()
+        for probe in self.probes:
+            probe.start()
         if self.options.keras:
             from closuretrace.instrument import keras_hooks
 
@@ -111,15 +95,8 @@ class Profiler:
         return self.start()
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
-        if et is None:
-            self.finish()
-        elif issubclass(et, KeyboardInterrupt):
-            self.finish(outcome="interrupted", exit_code=130, error="KeyboardInterrupt")
-        elif issubclass(et, SystemExit):
-            code = ev.code if ev is not None else None
-            self.finish(outcome="exit", exit_code=_exit_code(code), error=None if code in (None, 0) else str(code))
-        else:
-            self.finish(outcome="exception", exit_code=1, error=f"{et.__name__}: {ev}")
+        ended = outcome_of(ev if ev is not None else (et() if et is not None else None))
+        self.finish(ended.outcome, ended.exit_code, ended.error)
 
     @property
     def cycle_index(self) -> int:
@@ -137,29 +114,28 @@ class Profiler:
     def record_event(self, kind: str, **detail: Any) -> None:
         self.events.append(Event(cycle=self._cycle, kind=kind, detail=detail))
 
+    def _adopt(self, closures: list[Any]) -> None:
+        for fn in closures:
+            self.registry.register(fn, source="census", tool_refs=2)  # the list and the loop variable
+        closures.clear()
+
     def end_cycle(self, label: str | None = None) -> CycleSample:
         """Collect garbage, read every probe, adopt newly found closures, and start the next cycle."""
         t0 = time.perf_counter()
         seconds = t0 - self._t_cycle
         self.heap.collect()
-        metrics: dict[str, float] = {"rss_bytes": rss_bytes()}
+        probes = [p for p in self.probes if p.applies()]
+        metrics: dict[str, float] = {}
+        for probe in probes:
+            if not probe.needs_heap:
+                metrics.update(probe.read(None))
         reading = self.heap.measure(self._cycle, find_closures=self.options.census)
-        for fn in reading.closures:
-            self.registry.register(fn, source="census", tool_refs=2)  # the list and the loop variable
-        reading.closures.clear()
-        metrics["gc_objects"] = reading.gc_objects
-        metrics["closures_alive"] = self.registry.alive_count()
-        if tf_probe.tf_loaded():
-            graphs = tf_probe.func_graph_count(reading.type_objects)
-            if graphs is not None:
-                metrics["tf_func_graphs"] = graphs
-            fns = tf_probe.function_count()
-            if fns is not None:
-                metrics["tf_functions"] = fns
-            metrics.update(tf_probe.allocator_stats())
-        traced = tracemalloc_probe.current_bytes() if self.options.tracemalloc else None
-        if traced is not None:
-            metrics["tracemalloc_bytes"] = traced
+        self._adopt(reading.closures)
+        ctx = CycleContext(reading.type_objects, reading.gc_objects, self.registry.alive_count())
+        for probe in probes:
+            if probe.needs_heap:
+                metrics.update(probe.read(ctx))
+        del ctx
         sample = CycleSample(
             index=self._cycle,
             label=label or f"cycle {self._cycle}",
@@ -182,36 +158,101 @@ class Profiler:
         self._t_cycle = now
         return sample
 
-    def finish(self, outcome: str = "completed", exit_code: int = 0, error: str | None = None) -> Session:
-        """Stop recording and analyse. Safe to call twice; the second call returns the same session."""
-        if self.session is not None:
-            return self.session
+    def adopt_closures(self) -> None:
+        """Collect garbage and watch the closures made since the last cycle ended, without ending a cycle.
+
+        The census runs at the end of each cycle; closures made after the last one (a test without cycles,
+        later benchmark rounds) are adopted here before they are counted.
+        """
+        self.heap.collect()
+        if not self.options.census:
+            return
+        reading = self.heap.measure(self._cycle, find_closures=True, sample=False)
+        self._adopt(reading.closures)
+        del reading
+
+    def stop(self, outcome: str = "completed", exit_code: int = 0, error: str | None = None) -> Recording:
+        """Stop recording and return what was recorded. Safe to call twice.
+
+        The hooks are removed and the probes stopped; the recording's :attr:`~Recording.live` part (weak
+        references for the chain search) stays valid until it is released.
+        """
+        if self.recording is not None:
+            return self.recording
         try:
             if not self.cycles:
                 self.end_cycle("end")
-            self._run.outcome = outcome
-            self._run.exit_code = exit_code
-            self._run.error = error
-            self._run.duration_s = time.perf_counter() - self._t_start
-            self._run.python = sys.version.split()[0]
-            self._run.platform = platform.platform()
-            self._run.versions = _versions()
-            self.session = self._analyse()
+            run = self._run
+            run.outcome, run.exit_code, run.error = outcome, exit_code, error
+            run.duration_s = time.perf_counter() - self._t_start
+            run.python = sys.version.split()[0]
+            run.platform = platform.platform()
+            run.versions = library_versions()
         finally:
-            self._stop()
+            self._unhook()
+        names: list[str] = []
+        for c in self.cycles:
+            names.extend(k for k in c.metrics if k not in names)
+        self.recording = Recording(
+            run=self._run,
+            options=self.options,
+            metrics=[metric_def(n).info() for n in names],
+            cycles=self.cycles,
+            census=self.census,
+            closures=self.registry.records,
+            events=self.events,
+            live=LiveHeap(self._samples, self.registry.alive, self._own_objects, self._release),
+        )
+        return self.recording
+
+    def finish(
+        self,
+        outcome: str = "completed",
+        exit_code: int = 0,
+        error: str | None = None,
+        *,
+        alive_chain_skip: Collection[int] | None = None,
+    ) -> Session:
+        """:meth:`stop`, then analyse into :attr:`session`. Safe to call twice; the second returns the same session.
+
+        ``alive_chain_skip``: also search what keeps a watched closure alive at the end (whether or not
+        ``closures_alive`` grows), never starting from the closures with these serials (the pytest plugin's
+        ``max_alive_closures``).
+        """
+        if self.session is not None:
+            return self.session
+        recording = self.stop(outcome, exit_code, error)
+        from closuretrace.analysis import analyse
+
+        try:
+            self.session = analyse(recording, alive_chain_skip=alive_chain_skip)
+        finally:
+            if recording.live is not None:
+                recording.live.release()
         return self.session
 
-    def _stop(self) -> None:
+    def _unhook(self) -> None:
         for cleanup in reversed(self._cleanups):
             with contextlib.suppress(Exception):
                 cleanup()
         self._cleanups.clear()
-        tracemalloc_probe.stop(self._started_tracemalloc)
-        self.registry.finish()
-        self.heap.samples.clear()
+        for probe in self.probes:
+            with contextlib.suppress(Exception):
+                probe.stop()
         if STATE.profiler is self:
             STATE.profiler = None
-        self._active = False
+
+    def _release(self) -> None:
+        self.registry.finish()
+        self.heap.samples.clear()
+
+    def _samples(self) -> Iterator[tuple[str, int, Any]]:
+        for name, entries in list(self.heap.samples.items()):
+            for cycle, ref in entries:
+                obj = ref()
+                if obj is not None:
+                    yield name, cycle, obj
+                del obj
 
     @property
     def census(self) -> list[dict[str, int]]:
@@ -223,36 +264,19 @@ class Profiler:
             out.append({t: n for t, n in current.items() if n})
         return out
 
-    # -- analysis ----------------------------------------------------------------------------------------
-    def _analyse(self) -> Session:
-        from closuretrace.analysis import advice, retention, verdicts
-
-        opts = self.options
-        vs = verdicts.verdicts(self.cycles, opts.warmup, opts.thresholds)
-        types = verdicts.growing_types(self.census, opts.warmup)
-        names: list[str] = []
-        for c in self.cycles:
-            names.extend(k for k in c.metrics if k not in names)
-        session = Session(
-            run=self._run,
-            settings=opts.to_settings(),
-            metrics=[metric_def(n).info() for n in names],
-            cycles=self.cycles,
-            closures=self.registry.records,
-            events=self.events,
-            verdicts=vs,
-            growing_types=types,
-        )
-        # Chains need the live objects, so they are searched now, while the program's heap still exists.
-        session.retention = retention.chains_for(session, self, ignore=self._own_objects())
-        session.advice = advice.advise(session)
-        return session
-
     def _own_objects(self) -> Iterable[Any]:
         yield self.cycles
         yield self._census_changes
         yield self.events
         yield self._cleanups
+        yield self.probes
+        yield from self.probes
+        if self.recording is not None:
+            yield self.recording
+            yield self.recording.census
+            yield from self.recording.census
+            yield self.recording.metrics
+            yield from self.recording.metrics
         for c in self.cycles:
             yield c
             yield c.metrics
@@ -263,15 +287,8 @@ class Profiler:
         yield from self.registry.own_objects()
 
 
-def _exit_code(code: Any) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int) and not isinstance(code, bool):
-        return code
-    return 1  # sys.exit("message") prints the message and exits 1
-
-
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """closuretrace's version and those of the libraries the program imported (never importing them)."""
     out = {"closuretrace": __version__}
     for name in ("tensorflow", "keras", "numpy"):
         mod = sys.modules.get(name)

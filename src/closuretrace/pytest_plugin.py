@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import gc
 import os
 import time
 import types
-import weakref
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -51,11 +49,10 @@ from closuretrace.checks import (
     failure_text,
     parse_limits,
 )
-from closuretrace.probes.heap import CodeFilter, HeapProbe, HeapReading
 from closuretrace.profiler import ProfileOptions, Profiler
 
 if TYPE_CHECKING:
-    from closuretrace.session import RetentionChain, Session
+    from closuretrace.session import Session
 
 MARKER = "closuretrace"
 FIXTURE = "closuretrace"
@@ -105,116 +102,21 @@ def resolve_setting(cli: _T | None, ini: _T | None, default: _T) -> _T:
 # -- the profiler of one test -----------------------------------------------------------------------------------
 
 
-def _ignore(ref: weakref.ref[Any]) -> None:
-    return None
+def _made_by_test(prof: Profiler, obj: Any) -> bool:
+    """Whether ``obj``, alive after teardown, counts for ``max_alive_closures``: a closure (a function with
+    captured variables) the test made. A module-level function or a library's loss passed to ``compile`` lives
+    as long as its module; it is listed, never counted."""
+    return type(obj) is types.FunctionType and obj.__closure__ is not None and not prof.heap.is_baseline(obj)
 
 
-class _BaselineHeapProbe(HeapProbe):
-    """A heap probe that never adopts closures that were alive when the test started (module-level closures,
-    those an earlier test leaked): a test is judged only on the closures it makes."""
-
-    def __init__(self, own: Callable[[], Iterable[Any]], code_filter: CodeFilter) -> None:
-        super().__init__(own=own, code_filter=code_filter)
-        self._keep = code_filter
-        #: id -> weak reference of each user closure alive at the start (with a callback: never shared)
-        self._baseline: dict[int, weakref.ref[Any]] = {}
-
-    def take_baseline(self) -> None:
-        keep, base = self._keep, self._baseline
-        objs = gc.get_objects()
-        try:
-            for o in objs:
-                if (
-                    type(o) is _FunctionType
-                    and o.__closure__ is not None
-                    and keep(o.__code__.co_filename, o.__module__)
-                ):
-                    base[id(o)] = weakref.ref(o, _ignore)
-        finally:
-            del objs
-
-    def is_baseline(self, obj: Any) -> bool:
-        ref = self._baseline.get(id(obj))
-        return ref is not None and ref() is obj
-
-    def own_objects(self) -> Iterable[Any]:
-        yield from super().own_objects()
-        yield self._baseline
-        yield from self._baseline.values()
-
-    def measure(self, cycle: int, find_closures: bool = True, sample: bool = True) -> HeapReading:
-        reading = super().measure(cycle, find_closures, sample)
-        if reading.closures and self._baseline:
-            reading.closures[:] = [o for o in reading.closures if not self.is_baseline(o)]
-        return reading
-
-
-class TestProfiler(Profiler):
-    """A :class:`~closuretrace.Profiler` for one test.
-
-    Closures alive before the test started are not adopted, and ``max_alive_closures`` counts only what
-    :meth:`counts` accepts: a closure (a function with captured variables) that the test made. A module-level
-    function or a library's loss passed to ``compile`` lives as long as its module; it is listed, never counted.
-    When ``max_alive_closures`` is broken the analysis also searches what keeps one counted closure alive.
-    """
-
-    __test__ = False  # not a test class, whatever imports it
-
-    def __init__(self, options: ProfileOptions, argv: list[str]) -> None:
-        super().__init__(options, argv=argv)
-        self.baseline = _BaselineHeapProbe(own=self._own_objects, code_filter=CodeFilter(options.include_libraries))
-        self.heap = self.baseline
-        #: serials of watched callables alive at the end that max_alive_closures does not count (see counts())
-        self.not_counted: set[int] = set()
-        self.chain_alive_closures = False
-
-    def start(self) -> TestProfiler:
-        self.baseline.take_baseline()
-        super().start()
-        return self
-
-    def adopt_closures(self) -> None:
-        """Collect garbage and watch the closures made since the last cycle ended, without ending a cycle.
-
-        The census runs at the end of each cycle, so closures made after the last one (in later benchmark
-        rounds, in a test without cycles) are adopted here, after teardown, before they are counted.
-        """
-        self.heap.collect()
-        if not self.options.census:
-            return
-        reading = self.heap.measure(self.cycle_index, find_closures=True, sample=False)
-        for fn in reading.closures:
-            self.registry.register(fn, source="census", tool_refs=2)  # the list and the loop variable
-        reading.closures.clear()
-        del reading
-
-    def counts(self, obj: Any) -> bool:
-        """Whether ``obj``, alive after teardown, counts for ``max_alive_closures``: a closure the test made."""
-        return type(obj) is _FunctionType and obj.__closure__ is not None and not self.baseline.is_baseline(obj)
-
-    def alive_made_here(self) -> int:
-        """Watched closures alive now that count for ``max_alive_closures``."""
-        n = 0
-        for _, obj in self.registry.alive():
-            n += self.counts(obj)
-            del obj
-        return n
-
-    def _analyse(self) -> Session:
-        for rec, obj in self.registry.alive():
-            if not self.counts(obj):
-                self.not_counted.add(rec.serial)
-            del obj
-        session = super()._analyse()
-        if self.chain_alive_closures and not any(
-            "closures_alive" in c.metric.split(", ") for c in session.retention
-        ):
-            from closuretrace.analysis.retention import alive_closure_chain
-
-            chain: RetentionChain | None = alive_closure_chain(self, self._own_objects(), self.not_counted)
-            if chain is not None:
-                session.retention.append(chain)
-        return session
+def _not_counted(prof: Profiler) -> set[int]:
+    """Serials of watched callables alive now that ``max_alive_closures`` does not count."""
+    out: set[int] = set()
+    for rec, obj in prof.registry.alive():
+        if not _made_by_test(prof, obj):
+            out.add(rec.serial)
+        del obj
+    return out
 
 
 # -- the fixture ----------------------------------------------------------------------------------------------
@@ -230,7 +132,7 @@ class ClosuretraceFixture:
     def __init__(self, nodeid: str, limits: Limits) -> None:
         self.nodeid = nodeid
         self.limits = limits
-        self._profiler: TestProfiler | None = None
+        self._profiler: Profiler | None = None
         #: the recorded session, set after teardown (``None`` until then)
         self.session: Session | None = None
         #: one per limit, set with :attr:`session`
@@ -370,7 +272,7 @@ class _TestState:
     handle: ClosuretraceFixture
     limits: Limits
     error: str | None = None
-    profiler: TestProfiler | None = None
+    profiler: Profiler | None = None
     bench: _BenchmarkRounds | None = None
 
 
@@ -481,7 +383,8 @@ class ClosuretracePlugin:
                 pytrace=False,
             )
         limits = state.limits
-        prof = TestProfiler(ProfileOptions(warmup=limits.warmup, thresholds=limits.thresholds()), argv=[item.nodeid])
+        options = ProfileOptions(warmup=limits.warmup, thresholds=limits.thresholds())
+        prof = Profiler(options, argv=[item.nodeid], baseline=True)
         funcargs = getattr(item, "funcargs", None) or {}
         bench = funcargs.get("benchmark")
         if bench is not None:
@@ -503,16 +406,19 @@ class ClosuretracePlugin:
         else:
             outcome, code, error = "exception", 1, (call.longreprtext.strip().splitlines() or ["failed"])[-1][:300]
         prof.adopt_closures()  # after a full collection: what the teardown released is gone
+        not_counted = _not_counted(prof)
+        over = False
         if limits.max_alive_closures is not None:
-            prof.chain_alive_closures = prof.alive_made_here() > limits.max_alive_closures
-        session = prof.finish(outcome, code, error)
+            made = sum(1 for rec in prof.registry.records if rec.alive_at_end and rec.serial not in not_counted)
+            over = made > limits.max_alive_closures
+        session = prof.finish(outcome, code, error, alive_chain_skip=not_counted if over else None)
         session.kind = "test"
         session.run.command = "pytest"
         bench = state.bench
         unmeasurable = None
         if bench is not None and bench.disabled:
             unmeasurable = "the benchmark ran its function once (benchmarks are disabled)"
-        checks = evaluate(session, limits, skip_serials=prof.not_counted, growth_unmeasurable=unmeasurable)
+        checks = evaluate(session, limits, skip_serials=not_counted, growth_unmeasurable=unmeasurable)
         failed = [c for c in checks if c.failed]
         result: str = call.outcome
         if failed and call.passed:
@@ -525,7 +431,7 @@ class ClosuretracePlugin:
                 call.longrepr = _failure_repr(item, text)
                 result = "broke limits"
         record = RecordedTest.build(
-            item.nodeid, result, session, limits, checks, skip_serials=prof.not_counted, worker=self.worker
+            item.nodeid, result, session, limits, checks, skip_serials=not_counted, worker=self.worker
         )
         if bench is not None and bench.extra_info is not None and not bench.disabled:
             bench.extra_info["closuretrace"] = bench.summary(session, checks, record.closures_alive)

@@ -60,15 +60,30 @@ import threading
 import traceback
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from closuretrace.instrument.rewrite import Instrumentation
+from closuretrace.outcome import (
+    COMPLETED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    INTERRUPTED,
+    TERMINATED,
+    Outcome,
+    error_text,
+    exit_outcome,
+)
 
-#: Exit status for a run ended by KeyboardInterrupt (128 + SIGINT, what a shell reports for python).
-EXIT_INTERRUPTED = 130
-#: Exit status for a run ended by SIGTERM (128 + SIGTERM, what a shell reports for a process it killed).
-EXIT_TERMINATED = 128 + int(signal.SIGTERM)
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "MainRun",
+    "Outcome",
+    "TargetError",
+    "Terminated",
+    "run_module",
+    "run_script",
+]
 
 _TOOL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 
@@ -82,15 +97,6 @@ class Terminated(BaseException):
 
     A ``BaseException`` like ``KeyboardInterrupt``: ``except Exception`` in the program does not swallow it.
     """
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How the program ended, in the terms of :meth:`closuretrace.Profiler.finish`."""
-
-    outcome: str  # "completed" | "exception" | "exit" | "interrupted" | "terminated"
-    exit_code: int
-    error: str | None = None
 
 
 class MainRun:
@@ -286,25 +292,27 @@ class MainRun:
         try:
             exec(code, globals_)
         except SystemExit as exc:
-            outcome = _exit_outcome(exc.code)
+            outcome = exit_outcome(exc.code)
+            if outcome.exit_code and not isinstance(exc.code, int):
+                _flush()
+                print(exc.code, file=sys.stderr)  # what the interpreter prints for sys.exit("message")
         except KeyboardInterrupt as exc:
             _print_exception(exc)
-            outcome = Outcome("interrupted", EXIT_INTERRUPTED, "KeyboardInterrupt")
+            outcome = INTERRUPTED
         except Terminated:
             outcome = _terminated()
         except BaseException as exc:
-            error = traceback.format_exception_only(type(exc), exc)[-1].strip()
             _print_exception(exc)
-            outcome = Outcome("exception", 1, error)
+            outcome = Outcome("exception", 1, error_text(exc))
         else:
-            outcome = Outcome("completed", 0, None)
+            outcome = COMPLETED
         if outcome.outcome == "terminated":
             return outcome  # python would not wait for the threads either: SIGTERM ends the process
         try:
             _join_threads()
         except KeyboardInterrupt:
             if outcome.outcome == "completed":
-                outcome = Outcome("interrupted", EXIT_INTERRUPTED, "KeyboardInterrupt")
+                outcome = INTERRUPTED
         except Terminated:
             outcome = _terminated()
         return outcome
@@ -474,7 +482,7 @@ class _ProcessGuard:
 
 def _terminated() -> Outcome:
     _warn("the program was stopped by SIGTERM; writing the report")
-    return Outcome("terminated", EXIT_TERMINATED, "terminated by SIGTERM")
+    return TERMINATED
 
 
 def _flush() -> None:
@@ -497,18 +505,6 @@ def _warn(message: str) -> None:
                 return
         except (OSError, ValueError, AttributeError):
             continue
-
-
-def _exit_outcome(code: object) -> Outcome:
-    """What the interpreter does with ``SystemExit(code)``."""
-    if code is None:
-        return Outcome("exit", 0, None)
-    if isinstance(code, int):
-        return Outcome("exit", int(code), None if code == 0 else str(int(code)))
-    text = str(code)
-    sys.stdout.flush()
-    print(text, file=sys.stderr)
-    return Outcome("exit", 1, text)
 
 
 def _is_tool(tb: types.TracebackType) -> bool:

@@ -70,14 +70,14 @@ def parse_size(text: str) -> int:
 
 def parse_threshold(text: str) -> tuple[str, float]:
     """``METRIC=VALUE`` -> ``(metric, value)``; sizes for byte metrics, plain numbers for the others."""
-    from closuretrace.probes import METRICS, metric_def
+    from closuretrace.probes import known_metric, metric_def, metric_names
 
     name, sep, value = text.partition("=")
     name, value = name.strip(), value.strip()
     if not sep or not name or not value:
         raise ValueError(f"{text!r}: expected METRIC=VALUE, e.g. rss_bytes=1MiB or gc_objects=200")
-    if name not in METRICS and not name.startswith(("tf_allocator_bytes:", "tf_allocator_peak_bytes:")):
-        raise ValueError(f"{text!r}: unknown metric {name!r} (known: {', '.join(METRICS)})")
+    if not known_metric(name):
+        raise ValueError(f"{text!r}: unknown metric {name!r} (known: {', '.join(metric_names())})")
     if metric_def(name).unit == "bytes":
         return name, float(parse_size(value))
     try:
@@ -87,3 +87,27 @@ def parse_threshold(text: str) -> tuple[str, float]:
     if not number >= 0 or number == float("inf"):
         raise ValueError(f"{text!r}: the threshold must be a finite number >= 0")
     return name, number
+
+
+def fmt_rate(slope: float | None, unit: str) -> str:
+    """``+4.6 MiB/cycle``; ``n/a`` for a metric a session did not measure or could not fit."""
+    if slope is None:
+        return "not measured"
+    text = fmt_value(slope, unit, True)
+    return text if text == "n/a" else f"{text}/cycle"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    """``x0.02``, ``x1.00``, ``x350``; empty when there is no ratio."""
+    if ratio is None or not math.isfinite(ratio):
+        return ""
+    r = abs(ratio)
+    if r == 0:
+        return "x0"
+    if r >= 100:
+        text = f"{ratio:,.0f}"
+    elif r >= 0.01:
+        text = f"{ratio:.2f}"
+    else:
+        text = f"{ratio:.1g}"
+    return f"x{text}"

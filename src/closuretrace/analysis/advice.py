@@ -24,14 +24,12 @@ def advise(session: Session) -> list[str]:
 
 
 def _verdict(session: Session, metric: str) -> Verdict | None:
-    return next((v for v in session.verdicts if v.metric == metric), None)
+    return session.verdict(metric)
 
 
 def _chain_root(session: Session, metric: str) -> str | None:
-    for chain in session.retention:
-        if metric in chain.metric.split(", ") and chain.found and chain.root:
-            return chain.root
-    return None
+    chain = session.chain_for(metric)
+    return chain.root if chain is not None else None
 
 
 def _too_few_cycles(session: Session) -> list[str]:

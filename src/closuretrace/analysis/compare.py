@@ -19,10 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from closuretrace.analysis.diff import fmt_rate
 from closuretrace.probes import metric_def
 from closuretrace.session import Comparison, ScenarioResult
-from closuretrace.units import fmt_bytes, fmt_value
+from closuretrace.units import fmt_bytes, fmt_rate, fmt_value
 
 RSS = "rss_bytes"
 GRAPHS = "tf_func_graphs"

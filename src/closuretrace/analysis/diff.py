@@ -19,36 +19,12 @@ from typing import Any
 
 from closuretrace.probes import metric_def
 from closuretrace.session import GrowingType, Session, Verdict, finite
-from closuretrace.units import fmt_value
+from closuretrace.units import fmt_rate, fmt_ratio
 
 #: A's slope counts as zero (no ratio) below this fraction of the metric's noise floor.
 ZERO_FRACTION_OF_FLOOR = 1e-3
 #: ... and always below this absolute value (metrics with no noise floor).
 ZERO_ABS = 1e-9
-
-
-def fmt_rate(slope: float | None, unit: str) -> str:
-    """``+4.6 MiB/cycle``; ``n/a`` for a metric a session did not measure or could not fit."""
-    if slope is None:
-        return "not measured"
-    text = fmt_value(slope, unit, True)
-    return text if text == "n/a" else f"{text}/cycle"
-
-
-def fmt_ratio(ratio: float | None) -> str:
-    """``x0.02``, ``x1.00``, ``x350``; empty when there is no ratio."""
-    if ratio is None or not math.isfinite(ratio):
-        return ""
-    r = abs(ratio)
-    if r == 0:
-        return "x0"
-    if r >= 100:
-        text = f"{ratio:,.0f}"
-    elif r >= 0.01:
-        text = f"{ratio:.2f}"
-    else:
-        text = f"{ratio:.1g}"
-    return f"x{text}"
 
 
 @dataclass

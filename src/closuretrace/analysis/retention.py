@@ -9,27 +9,27 @@ warm-up and still alive at the end qualify, so a long-lived object made on purpo
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Iterable
+from typing import Any
 
+from closuretrace.analysis.chains import find_chain
 from closuretrace.analysis.verdicts import measured
 from closuretrace.instrument.captures import qualified_name
 from closuretrace.probes import metric_def
+from closuretrace.recording import LiveHeap, Recording
 from closuretrace.session import RetentionChain, Session
 
-if TYPE_CHECKING:
-    from closuretrace.profiler import Profiler
 
-
-def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> list[RetentionChain]:
+def chains_for(session: Session, recording: Recording, ignore: Iterable[Any]) -> list[RetentionChain]:
     """One retention chain per leaking metric (metrics that share a target share the chain)."""
-    if not session.leaks():
+    live = recording.live
+    if not session.leaks() or live is None:
         return []
 
     out: list[RetentionChain] = []
     by_target: dict[int, RetentionChain] = {}
     own = list(ignore)
-    census = profiler.census[session.warmup:]
+    census = recording.census[session.warmup:]
     growing = {t for t, n in census[-1].items() if n > census[0].get(t, 0)} if census else set()
     # Metrics that count one type first: their targets are the most telling, and a generic metric (RSS, gc
     # objects) whose growth includes that type shares the chain instead of searching a second, longer one.
@@ -40,14 +40,14 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
             if verdict.metric != "closures_alive" and not metric_def(verdict.metric).types:
                 shared = next((c for c in out if c.found and c.target_type in growing), None)
             if shared is not None:
-                shared.metric += f", {verdict.metric}"
+                shared.metrics.append(verdict.metric)
                 continue
-            picked = _pick(verdict.metric, session, profiler)
+            picked = _pick(verdict.metric, session, live)
             if picked is None:
                 out.append(
                     RetentionChain(
                         target="(no live object to start from)",
-                        metric=verdict.metric,
+                        metrics=[verdict.metric],
                         chain=[],
                         found=False,
                         note="no object born after the warm-up was still alive to search from",
@@ -57,10 +57,10 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
             target, description, born = picked
             known = by_target.get(id(target))
             if known is not None:
-                known.metric += f", {verdict.metric}"
+                known.metrics.append(verdict.metric)
                 del target
                 continue
-            chain = _search(profiler, target, description, born, verdict.metric, [*own, out, by_target])
+            chain = _search(recording, target, description, born, verdict.metric, [*own, out, by_target])
             by_target[id(target)] = chain
             out.append(chain)
             del target
@@ -70,25 +70,25 @@ def chains_for(session: Session, profiler: Profiler, ignore: Iterable[Any]) -> l
     return out
 
 
-def _pick(metric: str, session: Session, profiler: Profiler) -> tuple[Any, str, int] | None:
+def _pick(metric: str, session: Session, live: LiveHeap) -> tuple[Any, str, int] | None:
     warmup = session.warmup
     if metric == "closures_alive":
-        return _pick_closure(session, profiler, warmup)
+        return _pick_closure(session, live, warmup)
     d = metric_def(metric)
     if d.types:
         classes = [c for c in (_resolve(t) for t in d.types) if c is not None]
-        hit = _earliest(profiler, warmup, lambda name, obj: isinstance(obj, tuple(classes)))
+        hit = _earliest(live, warmup, lambda name, obj: isinstance(obj, tuple(classes)))
         if hit is not None:
             return hit
     ranked = sorted(session.growing_types, key=lambda g: g.type.split(".")[0] in ("builtins",) or "." not in g.type)
     for g in ranked:
-        hit = _earliest(profiler, warmup, lambda name, obj, want=g.type: name == want)
+        hit = _earliest(live, warmup, lambda name, obj, want=g.type: name == want)
         if hit is not None:
             return hit
-    return _pick_closure(session, profiler, warmup)
+    return _pick_closure(session, live, warmup)
 
 
-def _pick_closure(session: Session, profiler: Profiler, warmup: int) -> tuple[Any, str, int] | None:
+def _pick_closure(session: Session, live: LiveHeap, warmup: int) -> tuple[Any, str, int] | None:
     used = measured(session.cycles, warmup) or session.cycles
     if not used:
         return None
@@ -97,7 +97,7 @@ def _pick_closure(session: Session, profiler: Profiler, warmup: int) -> tuple[An
     order = sorted(growth, key=lambda f: -growth[f])
     for factory in order:
         best: tuple[Any, str, int] | None = None
-        for rec, obj in profiler.registry.alive():
+        for rec, obj in live.closures():
             if rec.factory != factory or rec.created_cycle < warmup:
                 continue
             if best is None or rec.created_cycle < best[2]:
@@ -108,22 +108,13 @@ def _pick_closure(session: Session, profiler: Profiler, warmup: int) -> tuple[An
     return None
 
 
-def _earliest(profiler: Profiler, warmup: int, want: Any) -> tuple[Any, str, int] | None:
+def _earliest(live: LiveHeap, warmup: int, want: Any) -> tuple[Any, str, int] | None:
     best: tuple[Any, str, int] | None = None
-    for name, cycle, obj in _samples(profiler):
+    for name, cycle, obj in live.samples():
         if cycle >= warmup and (best is None or cycle < best[2]) and want(name, obj):
             best = (obj, f"{name.rsplit('.', 1)[-1]} object ({name})", cycle)
         del obj
     return best
-
-
-def _samples(profiler: Profiler) -> Iterator[tuple[str, int, Any]]:
-    for name, entries in list(profiler.heap.samples.items()):
-        for cycle, ref in entries:
-            obj = ref()
-            if obj is not None:
-                yield name, cycle, obj
-            del obj
 
 
 def _resolve(qualified: str) -> type | None:
@@ -133,18 +124,20 @@ def _resolve(qualified: str) -> type | None:
 
 
 def alive_closure_chain(
-    profiler: Profiler, ignore: Iterable[Any], skip_serials: Collection[int] = ()
+    recording: Recording, ignore: Iterable[Any], skip_serials: Collection[int] = ()
 ) -> RetentionChain | None:
     """What keeps a watched closure alive now, whether or not ``closures_alive`` grows per cycle.
 
     For a limit on the closures alive at the end (``max_alive_closures`` in the pytest plugin), where one cycle
     and no leak verdict are enough to break it. The target is the earliest-created closure of the factory with
     the most closures alive; records whose serial is in ``skip_serials`` are never picked. ``None`` when no
-    closure qualifies. Call it while the profiler still records (its registry holds the weak references).
+    closure qualifies. Call it before the recording's live part is released.
     """
-
+    live = recording.live
+    if live is None:
+        return None
     alive: dict[str, int] = {}
-    for rec, obj in profiler.registry.alive():
+    for rec, obj in live.closures():
         if rec.serial not in skip_serials:
             alive[rec.factory] = alive.get(rec.factory, 0) + 1
         del obj
@@ -152,35 +145,32 @@ def alive_closure_chain(
         return None
     factory = max(sorted(alive), key=lambda f: alive[f])
     best: tuple[Any, str, int] | None = None
-    for rec, obj in profiler.registry.alive():
+    for rec, obj in live.closures():
         if rec.factory == factory and rec.serial not in skip_serials and (best is None or rec.serial < best[2]):
             best = (obj, f"closure #{rec.serial} {rec.qualname}", rec.serial)
         del obj
     if best is None:  # pragma: no cover - collected between the two passes
         return None
     target, description, serial = best
-    born = next((r.created_cycle for r in profiler.registry.records if r.serial == serial), None)
+    born = next((r.created_cycle for r in recording.closures if r.serial == serial), None)
     del best
     own = list(ignore)
     try:
-        return _search(profiler, target, description, born, "closures_alive", own)
+        return _search(recording, target, description, born, "closures_alive", own)
     finally:
         own.clear()
         del target
 
 
 def _search(
-    profiler: Profiler, target: Any, description: str, born: int | None, metric: str, ignore: list[Any]
+    recording: Recording, target: Any, description: str, born: int | None, metric: str, ignore: list[Any]
 ) -> RetentionChain:
-    """The referrer search from ``target``, within the profiler's depth and time limits, as a chain record."""
-    from closuretrace.analysis.chains import find_chain
-
-    result = find_chain(
-        target, ignore=ignore, max_depth=profiler.options.chain_depth, timeout=profiler.options.chain_timeout
-    )
+    """The referrer search from ``target``, within the recording's depth and time limits, as a chain record."""
+    opts = recording.options
+    result = find_chain(target, ignore=ignore, max_depth=opts.chain_depth, timeout=opts.chain_timeout)
     return RetentionChain(
         target=description,
-        metric=metric,
+        metrics=[metric],
         chain=list(result.hops),
         found=result.found,
         born_cycle=born,

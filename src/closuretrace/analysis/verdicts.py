@@ -1,16 +1,40 @@
-"""Leak verdicts per metric and the types that grow, from the per-cycle readings alone."""
+"""Leak verdicts per metric and the types that grow, from the per-cycle readings alone.
+
+This is the one place the leak rule lives: :func:`judge` turns a series into a :data:`VerdictState`. The pytest
+plugin's limits, the compare conclusions, ``diff`` and the advice read the verdicts it makes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from closuretrace.analysis.stats import fit_slope
+from closuretrace.analysis.stats import Slope, fit_slope
 from closuretrace.probes import metric_def
-from closuretrace.session import CycleSample, GrowingType, Verdict
+from closuretrace.session import CycleSample, GrowingType, Verdict, VerdictState
 
 #: Types whose instance count grows by less than this per cycle are not listed as growing.
 TYPE_FLOOR = 0.5
 TOP_TYPES = 25
+#: The fewest cycles after the warm-up that a verdict is drawn from (a slope's interval needs 3 points).
+MIN_CYCLES = 3
+
+
+def judge(series: Sequence[float], floor: float) -> tuple[Slope, VerdictState]:
+    """The slope of ``series`` per cycle and its judgement: a leak needs at least :data:`MIN_CYCLES` points, an
+    interval clear of zero and a slope above ``floor``."""
+    s = fit_slope(series)
+    return s, state_of(s.n, s.slope, s.low, floor)
+
+
+def state_of(n: int, slope: float, low: float, floor: float) -> VerdictState:
+    """The rule itself, on a fitted slope: also re-judges a verdict read from a file that predates ``state``."""
+    if n < MIN_CYCLES:
+        return "too_few"
+    if low > 0 and slope > floor:
+        return "leak"
+    if low > 0:
+        return "grows"
+    return "flat"
 
 
 def measured(cycles: Sequence[CycleSample], warmup: int) -> list[CycleSample]:
@@ -36,12 +60,9 @@ def verdicts(
         if not d.verdict:
             continue
         series = [c.metrics[name] for c in used if name in c.metrics]
-        s = fit_slope(series)
         floor = float(floors.get(name, d.noise_floor))
-        note = None
-        if s.n < 3:
-            note = f"needs at least 3 cycles after warm-up, has {s.n}"
-        leak = s.n >= 3 and s.low > 0 and s.slope > floor
+        s, state = judge(series, floor)
+        note = f"needs at least {MIN_CYCLES} cycles after warm-up, has {s.n}" if state == "too_few" else None
         out.append(
             Verdict(
                 metric=name,
@@ -51,8 +72,10 @@ def verdicts(
                 ci_high=s.high,
                 n_cycles=s.n,
                 noise_floor=floor,
-                leak=bool(leak),
+                leak=state == "leak",
                 note=note,
+                state=state,
+                intercept=s.intercept,
             )
         )
     return out

@@ -26,7 +26,6 @@ from closuretrace.instrument.captures import (
     qualified_name,
     short_args,
 )
-from closuretrace.instrument.state import STATE
 from closuretrace.session import ClosureRecord
 
 
@@ -39,10 +38,12 @@ class _Ref(weakref.ref):  # type: ignore[type-arg]
 
 
 class ClosureRegistry:
-    """Records callables weakly. ``clock()`` returns the index of the cycle now running."""
+    """Records callables weakly. ``clock()`` returns the index of the cycle now running; ``on_event(kind,
+    **detail)`` receives what the registry notices besides records (a factory that returned a non-callable)."""
 
-    def __init__(self, clock: Callable[[], int]) -> None:
+    def __init__(self, clock: Callable[[], int], on_event: Callable[..., None] | None = None) -> None:
         self._clock = clock
+        self._on_event = on_event
         self._records: list[ClosureRecord] = []
         # id(obj) -> weak reference (carrying the record) for watched objects that are alive.
         self._live: dict[int, _Ref] = {}
@@ -143,9 +144,8 @@ class ClosureRegistry:
         key = (name, tname)
         if key not in self._not_callable:
             self._not_callable.add(key)
-            prof = STATE.profiler
-            if prof is not None and prof.registry is self:
-                prof.record_event("not_callable", factory=name, type=tname, source=source)
+            if self._on_event is not None:
+                self._on_event("not_callable", factory=name, type=tname, source=source)
         clock = self._clock()
         return ClosureRecord(0, id(obj), name, tname, "", "not callable", source, clock, None, weakrefable=False)
 
@@ -195,6 +195,8 @@ class ClosureRegistry:
         yield self._dead_ids
         yield self._not_callable
         yield self._callback
+        if self._on_event is not None:
+            yield self._on_event
         for rec in self._records:
             yield rec
             yield rec.args

@@ -1,26 +1,53 @@
-"""The one piece of global state: which profiler, if any, is recording now.
+"""The one piece of global state: which recorder, if any, is recording now.
 
-Decorated factories look here on every call, so an inactive tool costs one attribute read.
+Decorated factories and cycle-ending wrappers look here on every call, so an inactive tool costs one attribute
+read. The instrumentation sees the recorder only through :class:`Recorder`, so it does not depend on the
+profiler that implements it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from closuretrace.profiler import Profiler
+
+class Registry(Protocol):
+    def add(
+        self,
+        obj: Any,
+        source: str,
+        factory: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        created_at: str | None,
+        role: str | None,
+        tool_refs: int,
+    ) -> Any: ...
+
+
+class Recorder(Protocol):
+    """What the instrumentation calls on the active profiler."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def cycle_index(self) -> int: ...
+
+    def record_event(self, kind: str, **detail: Any) -> None: ...
+
+    def end_cycle(self, label: str | None = None) -> Any: ...
 
 
 class _State:
     __slots__ = ("profiler",)
 
     def __init__(self) -> None:
-        self.profiler: Profiler | None = None
+        self.profiler: Recorder | None = None
 
 
 STATE = _State()
 
 
-def active() -> Profiler | None:
-    """The profiler recording now, or ``None``."""
+def active() -> Recorder | None:
+    """The recorder recording now, or ``None``."""
     return STATE.profiler

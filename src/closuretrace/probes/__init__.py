@@ -1,68 +1,42 @@
 """Probes: what is measured at the end of each cycle, after ``gc.collect()``.
 
-Each metric is declared once here with its unit, what it covers and the default noise floor below which
-growth is not called a leak. Probes for optional libraries (TensorFlow) only look at modules the program has
-already imported; they never import them.
+Each probe is one class (:class:`~closuretrace.probes.base.Probe`) that declares its metrics (unit, what it
+covers, the default noise floor) and reads them. The profiler reads every probe in :data:`PROBES` that applies;
+adding a probe (a backend, a device) is a class and one entry here, nothing in the profiler. Probes for optional
+libraries only look at modules the program has already imported; they never import them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from closuretrace.probes.base import KiB, MetricDef, MiB, Probe
+from closuretrace.probes.heap_metrics import ClosuresProbe, GcObjectsProbe
+from closuretrace.probes.process import RSSProbe
+from closuretrace.probes.tensorflow import TensorFlowProbe
+from closuretrace.probes.tracemalloc import TracemallocProbe
 
-from closuretrace.session import MetricInfo
+#: Every probe class, in the order their metrics appear in reports. The tracemalloc probe is added on request.
+PROBES: tuple[type[Probe], ...] = (RSSProbe, GcObjectsProbe, ClosuresProbe, TensorFlowProbe)
+OPTIONAL_PROBES: dict[str, type[Probe]] = {"tracemalloc": TracemallocProbe}
 
-KiB = 1024
-MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    name: str
-    unit: str
-    label: str
-    covers: str
-    noise_floor: float
-    #: type-name prefixes whose instances this metric counts: retention chains for it start from one of them
-    types: tuple[str, ...] = ()
-    #: monotone by construction (a peak): recorded but never given a verdict
-    verdict: bool = True
-
-    def info(self) -> MetricInfo:
-        return MetricInfo(name=self.name, unit=self.unit, label=self.label, covers=self.covers)
-
-
-METRICS: dict[str, MetricDef] = {
-    m.name: m
-    for m in (
-        MetricDef("rss_bytes", "bytes", "RSS", "resident set size of the process (psutil)", 256 * KiB),
-        MetricDef(
-            "gc_objects", "objects", "gc objects", "objects tracked by Python's gc, the tool's own excluded", 100
-        ),
-        MetricDef("closures_alive", "closures", "closures alive", "watched callables still alive", 0.5),
-        MetricDef(
-            "tf_func_graphs", "graphs", "TF FuncGraphs", "live tf FuncGraph objects (one or more per trace)", 0.5,
-            types=("tensorflow.python.framework.func_graph.FuncGraph",),
-        ),
-        MetricDef(
-            "tf_functions", "functions", "TF functions",
-            "functions registered in the eager context (grows with every trace)", 0.5,
-        ),
-        MetricDef("tracemalloc_bytes", "bytes", "tracemalloc", "Python allocations traced by tracemalloc", 256 * KiB),
-    )
-}
+__all__ = [
+    "OPTIONAL_PROBES", "PROBES", "KiB", "MetricDef", "MiB", "Probe", "known_metric", "metric_def", "metric_names",
+]
 
 
 def metric_def(name: str) -> MetricDef:
-    """The definition of ``name``; per-device allocator metrics are declared on the fly."""
-    if name in METRICS:
-        return METRICS[name]
-    if name.startswith("tf_allocator_bytes:"):
-        dev = name.split(":", 1)[1]
-        covers = "TF allocator bytes in use"
-        if dev.startswith("CPU"):
-            covers += " (CPU: oneDNN allocator, allocations >= 256 KiB only)"
-        return MetricDef(name, "bytes", f"TF allocator {dev}", covers, 256 * KiB)
-    if name.startswith("tf_allocator_peak_bytes:"):
-        dev = name.split(":", 1)[1]
-        return MetricDef(name, "bytes", f"TF allocator peak {dev}", "TF allocator peak bytes", 0, verdict=False)
+    """The definition of metric ``name`` (from the probe that reports it), or a neutral one if none does."""
+    for probe in (*PROBES, *OPTIONAL_PROBES.values()):
+        found = probe.define(name)
+        if found is not None:
+            return found
     return MetricDef(name, "", name, "", 0.0)
+
+
+def known_metric(name: str) -> bool:
+    """Whether some probe reports metric ``name``."""
+    return any(probe.define(name) is not None for probe in (*PROBES, *OPTIONAL_PROBES.values()))
+
+
+def metric_names() -> list[str]:
+    """The fixed metric names (per-device metrics are named at run time)."""
+    return [m.name for probe in (*PROBES, *OPTIONAL_PROBES.values()) for m in probe.metrics]

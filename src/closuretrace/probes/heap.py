@@ -94,6 +94,27 @@ class HeapProbe:
         # marker in gc.get_objects() is new since the previous cycle: scans of new objects cost what changed.
         self._marker: list[Any] | None = None
         self._pending: list[Any] | None = None
+        #: id -> weak reference of each user closure alive when :meth:`take_baseline` ran (never adopted)
+        self._baseline: dict[int, weakref.ref[Any]] = {}
+
+    def take_baseline(self) -> None:
+        """Remember the user closures alive now, so they are never adopted: a test is judged only on the
+        closures it makes, not on module-level ones or those an earlier test leaked."""
+        keep, base = self._filter, self._baseline
+        objs = gc.get_objects()
+        try:
+            for o in objs:
+                if type(o) is _FunctionType and o.__closure__ is not None and keep(
+                    o.__code__.co_filename, o.__module__
+                ):
+                    base[id(o)] = weakref.ref(o, _ignore)
+        finally:
+            del objs
+
+    def is_baseline(self, obj: Any) -> bool:
+        """Whether ``obj`` was alive when :meth:`take_baseline` ran."""
+        ref = self._baseline.get(id(obj))
+        return ref is not None and ref() is obj
 
     def collect(self) -> None:
         """A full garbage collection, which every reading needs; places this cycle's marker first."""
@@ -117,6 +138,8 @@ class HeapProbe:
             yield self._pending
         yield self.samples
         yield self._unweakrefable
+        yield self._baseline
+        yield from self._baseline.values()
         for lst in self.samples.values():
             yield lst
             for entry in lst:
@@ -142,6 +165,7 @@ class HeapProbe:
                         type(o) is _FunctionType
                         and o.__closure__ is not None
                         and keep(o.__code__.co_filename, o.__module__)
+                        and not (self._baseline and self.is_baseline(o))
                     ):
                         closures.append(o)
             if sample:

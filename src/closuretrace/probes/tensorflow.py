@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Any
+from typing import Any, ClassVar
+
+from closuretrace.probes.base import CycleContext, KiB, MetricDef, Probe
 
 
 def tf_loaded() -> bool:
@@ -51,3 +53,45 @@ def allocator_stats() -> dict[str, int]:
         out[f"tf_allocator_bytes:{dev}"] = int(info.get("current", 0))
         out[f"tf_allocator_peak_bytes:{dev}"] = int(info.get("peak", 0))
     return out
+
+
+class TensorFlowProbe(Probe):
+    """Traced graphs, registered functions and the allocator per device, once the program imports TensorFlow."""
+
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        MetricDef(
+            "tf_func_graphs", "graphs", "TF FuncGraphs", "live tf FuncGraph objects (one or more per trace)", 0.5,
+            types=("tensorflow.python.framework.func_graph.FuncGraph",),
+        ),
+        MetricDef(
+            "tf_functions", "functions", "TF functions",
+            "functions registered in the eager context (grows with every trace)", 0.5,
+        ),
+    )
+
+    def applies(self) -> bool:
+        return tf_loaded()
+
+    def read(self, ctx: CycleContext | None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        graphs = func_graph_count(ctx.type_objects) if ctx is not None else None
+        if graphs is not None:
+            out["tf_func_graphs"] = graphs
+        fns = function_count()
+        if fns is not None:
+            out["tf_functions"] = fns
+        out.update(allocator_stats())
+        return out
+
+    @classmethod
+    def define(cls, name: str) -> MetricDef | None:
+        if name.startswith("tf_allocator_bytes:"):
+            dev = name.split(":", 1)[1]
+            covers = "TF allocator bytes in use"
+            if dev.startswith("CPU"):
+                covers += " (CPU: oneDNN allocator, allocations >= 256 KiB only)"
+            return MetricDef(name, "bytes", f"TF allocator {dev}", covers, 256 * KiB)
+        if name.startswith("tf_allocator_peak_bytes:"):
+            dev = name.split(":", 1)[1]
+            return MetricDef(name, "bytes", f"TF allocator peak {dev}", "TF allocator peak bytes", 0, verdict=False)
+        return super().define(name)

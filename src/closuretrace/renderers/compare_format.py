@@ -7,10 +7,9 @@ import math
 from typing import Any
 
 from closuretrace.analysis.compare import RSS, ranking
-from closuretrace.analysis.diff import fmt_rate
 from closuretrace.renderers.format import fmt_ci, fmt_seconds, verdict_word
 from closuretrace.session import CompareSession, Comparison, ScenarioResult
-from closuretrace.units import fmt_bytes, fmt_value
+from closuretrace.units import fmt_bytes, fmt_rate, fmt_value
 
 
 def headline(session: CompareSession) -> str:

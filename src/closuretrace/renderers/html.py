@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from closuretrace._version import __version__
-from closuretrace.analysis.diff import SessionDiff, fmt_rate, fmt_ratio
+from closuretrace.analysis.diff import SessionDiff
 from closuretrace.renderers import charts
 from closuretrace.renderers.format import (
     factory_rows,
@@ -34,6 +34,7 @@ from closuretrace.renderers.format import (
 )
 from closuretrace.renderers.markdown import STATUS_WORD, finding, status
 from closuretrace.session import ClosureRecord, CompareSession, Session, Verdict
+from closuretrace.units import fmt_rate, fmt_ratio
 
 #: Closure rows in the lifetime table; the rest are counted in one line.
 MAX_CLOSURE_ROWS = 200
@@ -203,7 +204,7 @@ def render(session: Session) -> str:
         "charts": _chart_views(session),
         "chains": [
             {
-                "metric": c.metric,
+                "metric": ", ".join(c.metrics),
                 "target": c.target,
                 "born": c.born_cycle,
                 "hops": [_split_hop(h) for h in c.chain],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from closuretrace.analysis.diff import SessionDiff, fmt_rate, fmt_ratio
+from closuretrace.analysis.diff import SessionDiff
 from closuretrace.renderers.format import (
     factory_rows,
     fmt_ci,
@@ -19,6 +19,7 @@ from closuretrace.renderers.format import (
     verdict_word,
 )
 from closuretrace.session import CompareSession, Session
+from closuretrace.units import fmt_rate, fmt_ratio
 
 MAX_FACTORIES = 20
 MAX_TYPES = 10
@@ -215,7 +216,7 @@ def render(session: Session) -> str:
         born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
         lines += [
             "",
-            f"## What keeps it alive ({escape(chain.metric)})",
+            f"## What keeps it alive ({escape(', '.join(chain.metrics))})",
             "",
             f"Target: {code(chain.target, limit=200)}{born}",
             "",

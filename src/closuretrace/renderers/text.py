@@ -76,7 +76,7 @@ def render(session: Session) -> str:
 
     for chain in session.retention:
         born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
-        lines += ["", f"What keeps it alive ({chain.metric}): {chain.target}{born}"]
+        lines += ["", f"What keeps it alive ({', '.join(chain.metrics)}): {chain.target}{born}"]
         if chain.found:
             lines += [f"  {i}. {hop}" for i, hop in enumerate(chain.chain, 1)]
         if chain.note:

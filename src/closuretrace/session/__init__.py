@@ -31,7 +31,9 @@ from closuretrace.session.model import (
     RetentionChain,
     RunInfo,
     Session,
+    Status,
     Verdict,
+    VerdictState,
 )
 
 __all__ = [
@@ -50,7 +52,9 @@ __all__ = [
     "ScenarioResult",
     "Session",
     "SessionError",
+    "Status",
     "Verdict",
+    "VerdictState",
     "finite",
     "load_session",
     "write_atomic",

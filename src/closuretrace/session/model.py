@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from closuretrace.session.codec import (
     SCHEMA_VERSION,
@@ -21,6 +21,12 @@ from closuretrace.session.codec import (
     strings,
     warmup_of,
 )
+
+#: A verdict's judgement: ``leak``; ``grows`` (rises, but below the noise floor); ``flat``; ``too_few`` (not
+#: enough cycles after the warm-up to judge).
+VerdictState = Literal["leak", "grows", "flat", "too_few"]
+#: The report's status: any leak; nothing leaks; or no verdict could be drawn.
+Status = Literal["leak", "flat", "inconclusive"]
 
 #: The keys of a cycle object in JSON that are not metrics.
 _CYCLE_FIXED = ("index", "label", "seconds", "probe_seconds", "closures_alive_by_factory")
@@ -127,7 +133,8 @@ class MetricInfo:
 class Verdict:
     """Growth of one metric per cycle: least-squares slope with a 95% confidence interval, and the verdict.
 
-    ``leak`` holds only when the interval is clear of zero *and* the slope exceeds ``noise_floor``.
+    ``state`` is the judgement (see :data:`VerdictState`); ``leak`` is ``state == "leak"``, kept for readers of
+    the JSON. Both are set by :mod:`closuretrace.analysis.verdicts`, the one place the rule lives.
     """
 
     metric: str
@@ -139,6 +146,9 @@ class Verdict:
     noise_floor: float
     leak: bool
     note: str | None = None
+    state: str = ""
+    #: the fitted line's value at the first measured cycle (charts draw the fit from it; NaN when unknown)
+    intercept: float = math.nan
 
 
 @dataclass
@@ -158,7 +168,8 @@ class RetentionChain:
     """Referrer chain from a root (module global, registry) down to an object kept alive, root first."""
 
     target: str
-    metric: str
+    #: the leaking metrics this chain explains (JSON also carries them comma-joined as ``metric``)
+    metrics: list[str]
     chain: list[str]
     found: bool
     born_cycle: int | None = None
@@ -166,6 +177,24 @@ class RetentionChain:
     note: str | None = None
     #: qualified type name of the target (as in ``growing_types``)
     target_type: str | None = None
+
+    @property
+    def metric(self) -> str:
+        """The metrics comma-joined, as the JSON's ``metric`` key writes them (for display; test with ``metrics``)."""
+        return ", ".join(self.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["metric"] = self.metric
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RetentionChain:
+        d = as_object(d, "retention chain")
+        if "metrics" not in d:  # files written before the list existed
+            d = {**d, "metrics": [m for m in str(d.get("metric", "")).split(", ") if m]}
+        chain: RetentionChain = build(cls, d)
+        return chain
 
 
 @dataclass
@@ -210,6 +239,9 @@ class Session:
     advice: list[str] = field(default_factory=list)
     kind: str = "profile"
     schema_version: int = SCHEMA_VERSION
+    #: the report's status and the sentence that follows its opening word (set by the analysis)
+    status: str = ""
+    finding: str = ""
 
     # -- derived views (never stored twice) -------------------------------------------------------------
     @property
@@ -234,6 +266,14 @@ class Session:
     def leaks(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.leak]
 
+    def verdict(self, metric: str) -> Verdict | None:
+        """The verdict for ``metric``, if the session has one."""
+        return next((v for v in self.verdicts if v.metric == metric), None)
+
+    def chain_for(self, metric: str) -> RetentionChain | None:
+        """The found retention chain that explains ``metric``, if any."""
+        return next((c for c in self.retention if metric in c.metrics and c.found), None)
+
     def factories(self) -> dict[str, list[ClosureRecord]]:
         out: dict[str, list[ClosureRecord]] = {}
         for rec in self.closures:
@@ -253,8 +293,10 @@ class Session:
             "events": [asdict(e) for e in self.events],
             "verdicts": [asdict(v) for v in self.verdicts],
             "growing_types": [asdict(g) for g in self.growing_types],
-            "retention": [asdict(r) for r in self.retention],
+            "retention": [r.to_dict() for r in self.retention],
             "advice": list(self.advice),
+            "status": self.status,
+            "finding": self.finding,
         }
         out: dict[str, Any] = finite(d)
         return out
@@ -279,8 +321,10 @@ class Session:
                 events=[build(Event, e) for e in as_list(d, "events")],
                 verdicts=[build(Verdict, v) for v in as_list(d, "verdicts")],
                 growing_types=[build(GrowingType, g) for g in as_list(d, "growing_types")],
-                retention=[build(RetentionChain, r) for r in as_list(d, "retention")],
+                retention=[RetentionChain.from_dict(r) for r in as_list(d, "retention")],
                 advice=strings(d, "advice"),
+                status=str(d.get("status", "")),
+                finding=str(d.get("finding", "")),
             )
         except SessionError:
             raise
