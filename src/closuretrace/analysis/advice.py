@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from closuretrace.analysis.loop import loop_shape
 from closuretrace.analysis.verdicts import measured
 from closuretrace.session import Session, Verdict
 from closuretrace.units import fmt_bytes, fmt_value
@@ -83,9 +84,6 @@ def _traces_kept(session: Session) -> list[str]:
     if not leaking:
         return []
     v = leaking[0]
-    warmup = session.warmup
-    used_cycles = {c.index for c in measured(session.cycles, warmup)}
-    compiled = {e.cycle for e in session.events if e.kind == "compile" and e.cycle in used_cycles}
     text = (
         f"Every cycle leaves traced TensorFlow graphs alive ({fmt_value(v.slope_per_cycle, '', True)} "
         f"{session.metric_info(v.metric).label} per cycle)."
@@ -93,11 +91,22 @@ def _traces_kept(session: Session) -> list[str]:
     root = _chain_root(session, v.metric) or _chain_root(session, "gc_objects")
     if root:
         text += f" The retention chain ends in {root}, a global the program does not clear."
-    if used_cycles and len(compiled) >= len(used_cycles) - 1:
+    shape = loop_shape(session)
+    if shape.recompiles_same_model:
         text += (
-            " compile() ran in every measured cycle, and each compile makes the next fit() trace a new train "
-            "step: compile once and call fit() repeatedly, or run each trial in its own process."
+            " compile() ran again on the same model in every measured cycle, and each compile makes the next "
+            "fit() trace a new train step: compile once and call fit() repeatedly, or run each trial in its own "
+            "process."
         )
+    elif shape.new_model_per_cycle:
+        text += (
+            f" Each measured cycle built and compiled a new model ({shape.new_model_cycles} of {shape.cycles}), "
+            "so each fit() traces a new train step, and no setting of one process reuses a trace across "
+            "models: run each trial in its own process (for example a multiprocessing pool with the 'spawn' "
+            "start method and maxtasksperchild=1), so what a trial leaves behind is freed when its process ends."
+        )
+    else:
+        text += " Run each trial in its own process, so what a trial leaves behind is freed when it ends."
     return [text]
 
 
@@ -105,19 +114,17 @@ def _optimizer_per_compile(session: Session) -> list[str]:
     rss = _verdict(session, "rss_bytes")
     if rss is None or not rss.leak:
         return []
-    opts = [str(e.detail.get("optimizer", "")) for e in session.events if e.kind == "compile"]
-    if len(opts) < 2:
+    shape = loop_shape(session)
+    how = shape.optimizer_per_compile
+    # One optimizer instance serves only the model it was built for: with a new model per cycle it would raise.
+    if how is None or not shape.recompiles_same_model:
         return []
-    strings = [o for o in opts if o.startswith("string")]
-    distinct_instances = {o for o in opts if o.startswith("instance")}
-    if len(strings) >= 2 or len(distinct_instances) >= 2:
-        how = "a string optimizer" if strings else f"{len(distinct_instances)} different optimizer instances"
-        return [
-            f"compile() was given {how} across {len(opts)} compiles, so each compile builds new optimizer "
-            f"variables while RSS grows {fmt_bytes(rss.slope_per_cycle, True)} per cycle; traces that stay "
-            "alive keep those variables. Create one optimizer instance and pass it to every compile()."
-        ]
-    return []
+    return [
+        f"compile() was given {how} across {len(shape.optimizers)} compiles of the same model, so each compile "
+        f"builds new optimizer variables while RSS grows {fmt_bytes(rss.slope_per_cycle, True)} per cycle; "
+        "traces that stay alive keep those variables. Create one optimizer instance and pass it to every "
+        "compile() of that model."
+    ]
 
 
 def _big_captures(session: Session) -> list[str]:
