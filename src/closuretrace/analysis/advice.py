@@ -127,6 +127,18 @@ def _optimizer_per_compile(session: Session) -> list[str]:
     ]
 
 
+def _jax_caches(session: Session) -> list[str]:
+    v = _verdict(session, "jax_cache_entries")
+    if v is None or not v.leak:
+        return []
+    return [
+        f"JAX's compilation caches gain {fmt_value(v.slope_per_cycle, '', True)} entries per cycle: each cycle "
+        "jits a new function or calls one with a new input shape, and JAX keeps every compiled version. Keep "
+        "shapes fixed (pad the last batch) and reuse jitted functions, or call jax.clear_caches() when a cycle "
+        "ends if its compiled functions are not needed again."
+    ]
+
+
 def _big_captures(session: Session) -> list[str]:
     rss = _verdict(session, "rss_bytes")
     out = []
@@ -175,6 +187,7 @@ RULES: list[Callable[[Session], list[str]]] = [
     _closures_kept,
     _traces_kept,
     _optimizer_per_compile,
+    _jax_caches,
     _big_captures,
     _closure_churn,
     _closure_losses_do_not_reload,

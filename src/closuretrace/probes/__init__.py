@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from closuretrace.probes.base import KiB, MetricDef, MiB, Probe
 from closuretrace.probes.heap_metrics import ClosuresProbe, GcObjectsProbe
+from closuretrace.probes.jax import JaxProbe
 from closuretrace.probes.process import RSSProbe
 from closuretrace.probes.tensorflow import TensorFlowProbe
 from closuretrace.probes.tracemalloc import TracemallocProbe
 
 #: Every probe class, in the order their metrics appear in reports. The tracemalloc probe is added on request.
-PROBES: tuple[type[Probe], ...] = (RSSProbe, GcObjectsProbe, ClosuresProbe, TensorFlowProbe)
+PROBES: tuple[type[Probe], ...] = (RSSProbe, GcObjectsProbe, ClosuresProbe, TensorFlowProbe, JaxProbe)
 OPTIONAL_PROBES: dict[str, type[Probe]] = {"tracemalloc": TracemallocProbe}
 
 __all__ = [
