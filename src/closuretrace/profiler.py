@@ -19,6 +19,7 @@ The profiler only records. :meth:`Profiler.stop` returns the :class:`Recording`;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import os
 import platform
@@ -190,20 +191,34 @@ class Profiler:
             run.versions = library_versions()
         finally:
             self._unhook()
+        self.recording = self._recording(self._run)
+        return self.recording
+
+    def snapshot(self) -> Recording:
+        """What was recorded so far, without stopping (the notebook's report of a session still running).
+
+        The run info is a copy that says ``"running"``; the profiler keeps recording, and releasing the
+        snapshot's live part releases nothing of the profiler's.
+        """
+        run = dataclasses.replace(self._run, outcome="running", exit_code=0, error=None)
+        run.duration_s = time.perf_counter() - self._t_start
+        run.python, run.platform, run.versions = sys.version.split()[0], platform.platform(), library_versions()
+        return self._recording(run, release=lambda: None)
+
+    def _recording(self, run: RunInfo, release: Any = None) -> Recording:
         names: list[str] = []
         for c in self.cycles:
             names.extend(k for k in c.metrics if k not in names)
-        self.recording = Recording(
-            run=self._run,
+        return Recording(
+            run=run,
             options=self.options,
             metrics=[metric_def(n).info() for n in names],
-            cycles=self.cycles,
+            cycles=list(self.cycles),
             census=self.census,
-            closures=self.registry.records,
-            events=self.events,
-            live=LiveHeap(self._samples, self.registry.alive, self._own_objects, self._release),
+            closures=list(self.registry.records),
+            events=list(self.events),
+            live=LiveHeap(self._samples, self.registry.alive, self._own_objects, release or self._release),
         )
-        return self.recording
 
     def finish(
         self,
@@ -277,6 +292,9 @@ class Profiler:
             yield from self.recording.census
             yield self.recording.metrics
             yield from self.recording.metrics
+            yield self.recording.cycles
+            yield self.recording.closures
+            yield self.recording.events
         for c in self.cycles:
             yield c
             yield c.metrics
