@@ -23,6 +23,21 @@ from closuretrace.profiler import ProfileOptions, Profiler
 from closuretrace.renderers.text import render as render_text
 from closuretrace.session import Session, SessionError, load_session
 
+
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext closuretrace`` in IPython or Jupyter: the magics of :mod:`closuretrace.notebook`."""
+    from closuretrace.notebook import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: object) -> None:
+    """``%unload_ext closuretrace``."""
+    from closuretrace.notebook import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 __all__ = [
     "ProfileOptions",
     "Profiler",
@@ -30,7 +45,9 @@ __all__ = [
     "SessionError",
     "__version__",
     "end_cycle_after",
+    "load_ipython_extension",
     "load_session",
     "render_text",
     "track",
+    "unload_ipython_extension",
 ]
