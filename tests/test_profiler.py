@@ -116,3 +116,21 @@ def test_exception_in_a_cycle_still_gives_a_session():
     assert prof.session.run.outcome == "exception"
     assert prof.session.run.error == "ValueError: boom"
     assert closuretrace.instrument.state.active() is None
+
+
+def test_alive_at_end_means_at_exit_not_at_the_last_cycle():
+    def factory(i):
+        def f():
+            return i
+        return f
+
+    with closuretrace.Profiler() as prof:
+        for i in range(4):
+            with prof.cycle():
+                fn = closuretrace.track(factory)(i)
+        fn.me = fn  # a reference cycle: only a collection frees it once dropped
+        del fn
+    session = prof.session
+    last = session.closures[-1]
+    assert list(session.cycles[-1].closures_alive_by_factory.values()) == [1]  # alive at the last cycle
+    assert last.collected_cycle == len(session.cycles) and not last.alive_at_end

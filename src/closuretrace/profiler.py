@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import datetime as _dt
 import os
 import platform
@@ -183,6 +184,10 @@ class Profiler:
         try:
             if not self.cycles:
                 self.end_cycle("end")
+            else:
+                # "Alive at end" means at exit: garbage the program left after its last cycle (a closure in a
+                # reference cycle) is collected now, so its record says when it went.
+                gc.collect()
             run = self._run
             run.outcome, run.exit_code, run.error = outcome, exit_code, error
             run.duration_s = time.perf_counter() - self._t_start
