@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import datetime as _dt
+import gc
 import os
 import platform
 import sys
