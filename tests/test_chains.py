@@ -14,6 +14,7 @@ import pytest
 
 import closuretrace.analysis.chains as chains
 from closuretrace.analysis.chains import ChainResult, find_chain
+from support import require_module
 
 
 class Payload:
@@ -357,8 +358,8 @@ def test_refcount_unchanged_when_nothing_is_found():
 
 @pytest.mark.tf
 def test_tensorflow_func_graph_chain():
-    keras = pytest.importorskip("keras")
-    np = pytest.importorskip("numpy")
+    keras = require_module("keras")
+    np = require_module("numpy")
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
 

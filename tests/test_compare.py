@@ -26,6 +26,7 @@ from closuretrace.experiment.run import CompareOptions, assemble, build_jobs, sc
 from closuretrace.experiment.scenarios import CAPTURES, Scenario, design, matrix, parse_list
 from closuretrace.renderers import render
 from closuretrace.session import CompareSession, CycleSample, RunInfo, ScenarioResult, Session, load_session
+from support import require_module
 
 MiB = 1024 * 1024
 
@@ -414,7 +415,7 @@ SCALAR = 10.0
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One reduced matrix, run for real. Under pytest-xdist the workers share it: the first to take the lock
     runs it, the others read its report (the base temp directory's parent is common to all workers)."""
-    pytest.importorskip("keras")
+    require_module("keras")
     base = tmp_path_factory.getbasetemp()
     # Under xdist each worker's base temp directory is one level below the session's; without it, the parent
     # is shared by every pytest session, so the run must stay in this session's own directory.

@@ -16,7 +16,7 @@ from closuretrace.cli import diff as diff_cli
 from closuretrace.renderers import html as html_renderer
 from closuretrace.renderers import markdown, render_diff
 from closuretrace.session import Verdict
-from test_renderers import HOSTILE, MiB, _md_to_html, make_session
+from support import HOSTILE, MiB, make_session, md_to_html
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_markdown_diff(fixed_diff):
     assert "## Types that stopped growing (growing in A, not in B)" in text
     assert "- `LossFunctionWrapper`: +1/cycle (2 → 6)" in text
     assert "## Types that started growing (growing in B, not in A)" in text and "- `dict`: +0.70/cycle" in text
-    page = _md_to_html(text)  # the hostile type name is among the types that stopped growing
+    page = md_to_html(text)  # the hostile type name is among the types that stopped growing
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;</code>" in page
 
 

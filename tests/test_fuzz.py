@@ -154,7 +154,7 @@ sessions = st.builds(
 
 
 def _base_profile() -> dict[str, Any]:
-    from test_renderers import make_session
+    from support import make_session
 
     return make_session().to_dict()
 

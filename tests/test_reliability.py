@@ -21,7 +21,6 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from closuretrace.instrument.captures import REPR_TIMEOUT, describe, safe_repr
 from closuretrace.renderers import render
 from closuretrace.runner import EXIT_TERMINATED
 from closuretrace.session import Session, SessionError, load_session
+from support import chromium_dom, make_session, require_module
 
 TIMEOUT = 90
 
@@ -554,7 +554,7 @@ def test_blocking_repr_costs_one_budget_and_fast_paths_stay() -> None:
 
 
 def test_a_one_gib_array_is_sized_without_copying(tmp_path: Path) -> None:
-    pytest.importorskip("numpy")
+    require_module("numpy")
     write(
         tmp_path,
         "big.py",
@@ -648,7 +648,7 @@ def test_a_factory_that_returns_no_callable(tmp_path: Path) -> None:
 
 @pytest.mark.tf
 def test_closures_made_for_and_inside_tf_data_map_functions() -> None:
-    tf = pytest.importorskip("tensorflow")
+    tf = require_module("tensorflow")
 
     @closuretrace.track
     def scale_by(k: int) -> Any:
@@ -683,7 +683,6 @@ def test_closures_made_for_and_inside_tf_data_map_functions() -> None:
 # -- reports: render and diff on bad files ------------------------------------------------------------------------
 
 def _good(tmp: Path) -> Path:
-    from test_renderers import make_session
 
     p = tmp / "good.json"
     p.write_text(make_session().to_json(), encoding="utf-8")
@@ -917,21 +916,7 @@ class _DOM(HTMLParser):
             self.title += data
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[str]:
-    """Chromium, with the skip rule of test_html_browser: skipped only where it is missing and CI is not set."""
-    from test_html_browser import _find_chromium
-
-    path = _find_chromium()
-    if path is None:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail("chromium is not installed and CI is set: the CI script installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
-    yield path
-
-
 def test_hostile_repr_from_a_real_run_is_text_in_chromium(chromium: str, tmp_path: Path) -> None:
-    from test_html_browser import _load
 
     write(
         tmp_path,
@@ -964,7 +949,7 @@ def test_hostile_repr_from_a_real_run_is_text_in_chromium(chromium: str, tmp_pat
     again = ct(tmp_path, "render", str(saved), "-o", "again.html")
     assert again.returncode == 0, again.stderr
     for html_file in (page, tmp_path / "again.html"):
-        dump = _load(chromium, html_file, tmp_path)
+        dump = chromium_dom(chromium, html_file, tmp_path)
         dom = _DOM()
         dom.feed(dump)
         dom.close()
