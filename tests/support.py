@@ -14,6 +14,7 @@ from types import ModuleType
 
 import pytest
 
+from closuretrace.analysis import conclude
 from closuretrace.session import (
     Capture,
     ClosureRecord,
@@ -84,7 +85,7 @@ BREAKER = "a|b\\|\n| c `d` **e** __f__ [g](h)"
 
 
 def make_session(hostile: str = HOSTILE, leak: bool = True, argv: list[str] | None = None) -> Session:
-    """A finished session by hand: ``outer_loss`` leaks one closure per cycle (``leak=False``: it is freed),
+    """A finished, judged session by hand: ``outer_loss`` leaks one closure per cycle (``leak=False``: it is freed),
     ``make_callback`` makes one per cycle and frees it by the next one."""
     n = 6
     jitter = [0, 40_000, -25_000, 10_000, -5_000, 30_000]
@@ -175,7 +176,7 @@ def make_session(hostile: str = HOSTILE, leak: bool = True, argv: list[str] | No
         growing = [GrowingType("builtins.dict", [100, 101, 101, 102, 103], 0.7, 0.2, 1.2, False)]
         retention = []
         advice = []
-    return Session(
+    session = Session(
         run=RunInfo(
             argv=argv or ["train.py", "--epochs", "1"],
             outcome="completed",
@@ -201,3 +202,4 @@ def make_session(hostile: str = HOSTILE, leak: bool = True, argv: list[str] | No
         retention=retention,
         advice=advice,
     )
+    return conclude(session)  # the status and finding, as the analysis sets them

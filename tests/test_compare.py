@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from closuretrace.analysis import compare as cmp
 from closuretrace.analysis.verdicts import verdicts
 from closuretrace.cli.main import main
-from closuretrace.experiment import pool
+from closuretrace.experiment import conclusion as cmp
+from closuretrace.experiment import factors, pool
 from closuretrace.experiment.run import CompareOptions, assemble, build_jobs, scenario_result
 from closuretrace.experiment.scenarios import CAPTURES, Scenario, design, matrix, parse_list
 from closuretrace.renderers import render
@@ -114,7 +114,7 @@ def seed_like(recreate_extra: float = 0.0, numpy_extra: float = 41 * MiB, optimi
 
 
 def conclusion_of(scenarios: list[ScenarioResult]) -> list[str]:
-    return cmp.conclude(scenarios, capture_value=10.0)[1]
+    return cmp.sentences_for(scenarios, capture_value=10.0)[1]
 
 
 def sentence(sentences: list[str], start: str) -> str:
@@ -214,7 +214,7 @@ def test_capture_kinds_and_optimizer() -> None:
     none = conclusion_of(seed_like(numpy_extra=0, optimizer_extra=0))
     assert "does not move memory" in sentence(none, "What the closure captures")
     assert "makes no measurable difference" in sentence(none, "A new optimizer per compile")
-    assert "Moves memory: compiling every cycle." in cmp.summary(cmp.comparisons(seed_like(numpy_extra=0,
+    assert "Moves memory: compiling every cycle." in factors.summary(factors.comparisons(seed_like(numpy_extra=0,
                                                                                           optimizer_extra=0)))
 
 
@@ -242,14 +242,14 @@ def test_save_and_environment_sentences() -> None:
     env = {"versions": {"tensorflow": "2.21.0", "keras": "3.15.1"},
            "graph_check": {"graphs_traced": 27, "graphs_alive_after_delete": 22, "graphs_outlive_model": True,
                            "registry_holds_graphs": True}}
-    s = cmp.conclude(seed_like(), env, save, 10.0)[1]
+    s = cmp.sentences_for(seed_like(), env, save, 10.0)[1]
     text = sentence(s, "Saving")
     assert "Could not locate function 'loss_function'." in text and "Make sure" not in text
     assert "not the saved 7.25" in text
     assert "saves and loads with its value (7.25)" in sentence(s, "A keras.losses.Loss subclass")
     assert "TensorFlow 2.21.0" in sentence(s, "Measured with") and "outlive" in sentence(s, "Measured with")
     env["graph_check"] = {"graphs_traced": 27, "graphs_alive_after_delete": 0, "graphs_outlive_model": False}
-    assert "freed with their model" in sentence(cmp.conclude([], env, {}, None)[1], "Measured with")
+    assert "freed with their model" in sentence(cmp.sentences_for([], env, {}, None)[1], "Measured with")
 
 
 # -- the report -----------------------------------------------------------------------------------------------------
@@ -262,16 +262,15 @@ def hand_session() -> CompareSession:
     env = {"versions": {"tensorflow": "2.21.0", "keras": "3.15.1"}, "graph_check_text": "checked"}
     save = {"value": 7.25, "closure": {"saved": True, "loaded": False, "error": "TypeError: no | way"},
             "loss_subclass": {"saved": True, "loaded": True, "value_preserved": True, "loaded_value": 7.25}}
-    cs, conclusion = cmp.conclude(scenarios, env, save, 10.0)
-    return CompareSession(
+    session = CompareSession(
         run=RunInfo(argv=["closuretrace", "compare"], command="compare", duration_s=80.0),
-        settings={"design": "default", "cycles": 8, "warmup": 1, "data": "synthetic MNIST-shaped (seed 0)"},
+        settings={"design": "default", "cycles": 8, "warmup": 1, "data": "synthetic MNIST-shaped (seed 0)",
+                  "capture_value": 10.0},
         environment=env,
         scenarios=scenarios,
         save_check=save,
-        comparisons=cs,
-        conclusion=conclusion,
     )
+    return cmp.conclude(session)
 
 
 def test_json_round_trip_and_load_session_dispatch(tmp_path: Path) -> None:

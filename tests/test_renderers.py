@@ -6,7 +6,6 @@ advice lines, and user-controlled text that tries to break out of a Markdown tab
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import os
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from closuretrace.cli import render as render_cli
+from closuretrace.analysis import conclude
+from closuretrace.cli.main import main as cli_main
 from closuretrace.renderers import (
     UnknownFormatError,
     format_for_path,
@@ -110,7 +110,7 @@ def test_markdown_escape_helpers():
 
 
 def test_markdown_of_an_empty_and_a_failed_session():
-    empty = Session(run=RunInfo(argv=[]))
+    empty = conclude(Session(run=RunInfo(argv=[])))
     text = markdown.render(empty)
     assert "**Inconclusive**" in text and "No cycles measured." in text and "No closures seen." in text
     failed = make_session(leak=False)
@@ -190,7 +190,7 @@ def test_html_caps_the_closure_rows_and_handles_odd_names():
 
 
 def test_html_of_an_empty_session():
-    page = html_renderer.render(Session(run=RunInfo(argv=[])))
+    page = html_renderer.render(conclude(Session(run=RunInfo(argv=[]))))
     assert "Inconclusive" in page and "No closures seen." in page and "<svg" not in page
 
 
@@ -216,8 +216,9 @@ def test_format_follows_the_extension(tmp_path):
 
 # -- closuretrace render -------------------------------------------------------------------------------------
 
-def _args(session: Path | str, output: str | None) -> argparse.Namespace:
-    return argparse.Namespace(session=str(session), output=output)
+def _render(session: Path | str, output: str | None) -> int:
+    """``closuretrace render SESSION [-o OUTPUT]`` in this process."""
+    return cli_main(["render", str(session), *(["-o", output] if output is not None else [])])
 
 
 @pytest.fixture
@@ -230,13 +231,13 @@ def saved(tmp_path) -> Path:
 def test_render_cli_writes_each_format(saved, tmp_path, capsys):
     session = load_session(saved)
     for name, expect in (("out.md", markdown.render(session)), ("out.json", render(session, "json"))):
-        assert render_cli.run(_args(saved, str(tmp_path / name))) == 0
+        assert _render(saved, str(tmp_path / name)) == 0
         assert (tmp_path / name).read_text(encoding="utf-8") == expect
-    assert render_cli.run(_args(saved, str(tmp_path / "out.html"))) == 0
+    assert _render(saved, str(tmp_path / "out.html")) == 0
     assert (tmp_path / "out.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     capsys.readouterr()
     for output in (None, "-"):
-        assert render_cli.run(_args(saved, output)) == 0
+        assert _render(saved, output) == 0
         assert capsys.readouterr().out == markdown.render(session)
 
 
@@ -278,7 +279,7 @@ def test_render_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, ca
         output = tmp_path / "adir.md"
         output.mkdir()
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert render_cli.run(_args(source, str(output))) == 2
+    assert _render(source, str(output)) == 2
     err = capsys.readouterr().err
     assert err.startswith("closuretrace: error: ") and err.count("\n") == 1 and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written, no temporary file

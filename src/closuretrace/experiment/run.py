@@ -15,6 +15,7 @@ from closuretrace.experiment.scenarios import (
     STRATEGY_TEXT,
     Scenario,
 )
+from closuretrace.outcome import EXIT_INTERRUPTED
 from closuretrace.session import CompareSession, RunInfo, ScenarioResult, SessionError
 
 WORKER = "closuretrace.experiment.worker"
@@ -127,7 +128,7 @@ def check_result(result: JobResult | None) -> dict[str, Any]:
 
 def assemble(options: CompareOptions, results: dict[str, JobResult]) -> CompareSession:
     """The session from the jobs' results (some may be missing or failed)."""
-    from closuretrace.analysis.compare import conclude
+    from closuretrace.experiment.conclusion import conclude
     from closuretrace.experiment.environment import describe, installed_versions
 
     scenarios = [scenario_result(s, results.get(f"scenario:{s.name}")) for s in options.scenarios]
@@ -168,7 +169,6 @@ def assemble(options: CompareOptions, results: dict[str, JobResult]) -> CompareS
         "captures": {k: v for k, v in CAPTURE_TEXT.items() if any(s.capture == k for s in options.scenarios)},
         "compiles": {k: v for k, v in COMPILE_TEXT.items() if any(s.compile == k for s in options.scenarios)},
     }
-    comparisons, conclusion = conclude(scenarios, environment, save_check, first.capture_value)
     failed = any(not s.ok for s in scenarios)
     run = RunInfo(
         argv=list(options.argv),
@@ -177,15 +177,10 @@ def assemble(options: CompareOptions, results: dict[str, JobResult]) -> CompareS
         exit_code=1 if failed else 0,
         versions=versions,
     )
-    return CompareSession(
-        run=run,
-        settings=settings,
-        environment=environment,
-        scenarios=scenarios,
-        save_check=save_check,
-        comparisons=comparisons,
-        conclusion=conclusion,
+    session = CompareSession(
+        run=run, settings=settings, environment=environment, scenarios=scenarios, save_check=save_check
     )
+    return conclude(session)
 
 
 def run_compare(options: CompareOptions, quiet: bool = False) -> CompareSession:
@@ -198,7 +193,7 @@ def run_compare(options: CompareOptions, quiet: bool = False) -> CompareSession:
             partial = {r.key: r for r in exc.results}
             session = assemble(options, partial)
             session.run.outcome = "interrupted"
-            session.run.exit_code = 130
+            session.run.exit_code = EXIT_INTERRUPTED
             session.run.error = "KeyboardInterrupt"
             raise CompareInterrupted(session) from None
     return assemble(options, {r.key: r for r in results})

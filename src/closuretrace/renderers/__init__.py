@@ -8,8 +8,8 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from closuretrace.analysis.diff import SessionDiff
     from closuretrace.session import CompareSession, Session
+    from closuretrace.session.diff import SessionDiff
 
 #: Output file extension -> format name.
 FORMATS: dict[str, str] = {

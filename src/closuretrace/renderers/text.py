@@ -107,9 +107,7 @@ def render_compare(session: CompareSession) -> str:
     lines += _table(rows, right={0, 2, 4, 5, 7})
     lines.append("  (graphs: TF FuncGraphs per cycle; traces: new train-function traces per cycle; "
                  "closures: created / alive at end)")
-    from closuretrace.analysis.compare import summary
-
-    lines += ["", *textwrap.wrap(summary(session.comparisons), WIDTH)]
+    lines += ["", *textwrap.wrap(session.summary, WIDTH)]
     if session.conclusion:
         lines += ["", "Conclusion"]
         for sentence in session.conclusion:

@@ -194,6 +194,10 @@ class CompareSession:
     save_check: dict[str, Any] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
     conclusion: list[str] = field(default_factory=list)
+    #: one line: which factors move memory and which do not (set by the experiment's conclusion)
+    summary: str = ""
+    #: scenario names, steepest RSS growth first (set by the experiment's conclusion)
+    ranking: list[str] = field(default_factory=list)
     kind: str = "compare"
     schema_version: int = SCHEMA_VERSION
 
@@ -201,6 +205,12 @@ class CompareSession:
     def warmup(self) -> int:
         """Cycles left out of every scenario's verdicts (``settings["warmup"]``, else 1)."""
         return warmup_of(self.settings)
+
+    def ranked(self) -> list[ScenarioResult]:
+        """The scenarios in :attr:`ranking` order (any not ranked follow, in their own order)."""
+        by_name = {s.name: s for s in self.scenarios}
+        ranked = [by_name[n] for n in self.ranking if n in by_name]
+        return ranked + [s for s in self.scenarios if s not in ranked]
 
     def scenario(self, strategy: str, capture: str, compile: str) -> ScenarioResult | None:
         return next(
@@ -215,6 +225,8 @@ class CompareSession:
             "settings": self.settings,
             "environment": self.environment,
             "conclusion": list(self.conclusion),
+            "summary": self.summary,
+            "ranking": list(self.ranking),
             "comparisons": [asdict(c) for c in self.comparisons],
             "save_check": self.save_check,
             "scenarios": [s.to_dict() for s in self.scenarios],
@@ -242,6 +254,8 @@ class CompareSession:
                 save_check=dict(as_object(d.get("save_check", {}), "save_check")),
                 comparisons=[build(Comparison, c) for c in as_list(d, "comparisons")],
                 conclusion=[str(c) for c in as_list(d, "conclusion")],
+                summary=str(d.get("summary") or ""),
+                ranking=[str(n) for n in d.get("ranking") or []],
             )
         except SessionError:
             raise

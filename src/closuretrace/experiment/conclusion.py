@@ -1,192 +1,27 @@
 """The conclusion of ``closuretrace compare``, drawn from the measured slopes alone.
 
-Each factor (recreating the closure, compiling every cycle, a new optimizer per compile, what the closure
-captures) is judged on **pairs** of scenarios that differ in that factor only, e.g. ``recreate/numpy/same-optimizer``
-against ``reuse/numpy/same-optimizer``. For every pair the difference of the per-cycle slopes gets a 95% interval
-from the two scenarios' own intervals (half widths added in quadrature); pairs are pooled by averaging. A factor
-**moves** a metric when that interval is clear of zero *and* the difference exceeds the metric's noise floor (the
-same floor the leak verdicts use), and the difference of the **median per-cycle steps** agrees: resident memory
-sometimes jumps once (the allocator takes a new arena), and one jump tilts a least-squares slope over a few
-cycles but not a median step. Otherwise the sentence says the factor does not move the metric, and gives the
-bound. Nothing here knows which factor is expected to matter: change the library and the sentences change with
-the numbers.
+Sentences are built from the comparisons (:mod:`closuretrace.experiment.factors`) and the scenarios' own
+readings, most telling first; a sentence only says a factor moves memory when its comparison says so, and gives
+the bound otherwise. Change the library and the sentences change with the numbers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from closuretrace.probes import metric_def
-from closuretrace.session import Comparison, ScenarioResult
+from closuretrace.analysis.pairs import RSS, pair_slope, ranking
+from closuretrace.experiment import factors
+from closuretrace.experiment.factors import GRAPHS, comparisons, join, summary
+from closuretrace.session import CompareSession, Comparison, ScenarioResult
 from closuretrace.units import fmt_bytes, fmt_rate, fmt_value
 
-RSS = "rss_bytes"
-GRAPHS = "tf_func_graphs"
-#: The metrics every factor is compared on (RSS leads every sentence; graphs explain compile).
-METRICS = (RSS, GRAPHS, "gc_objects")
 #: What each capture kind is, in a sentence.
 _NOUN = {"scalar": "Python number", "numpy": "NumPy array", "tensor": "TensorFlow tensor", "variable": "keras.Variable"}
 #: |offset - captured value| below this counts as "the value reaches the loss" (float32 arithmetic).
 OFFSET_TOLERANCE = 0.01
 
-
-@dataclass
-class Pair:
-    a: ScenarioResult
-    b: ScenarioResult
-    setting: str
-
-
-def _slope(s: ScenarioResult, metric: str) -> tuple[float, float, float] | None:
-    """(least-squares slope, half width of its 95% interval, median per-cycle step) of ``metric`` in ``s``;
-    None if the metric is missing or its slope has no finite interval (fewer than 3 measured cycles)."""
-    v = s.verdict(metric)
-    if v is None or not (math.isfinite(v.slope_per_cycle) and math.isfinite(v.ci_low) and math.isfinite(v.ci_high)):
-        return None
-    series = s.series(metric)
-    used = series[s.warmup:] if len(series) > s.warmup else series
-    steps = [b - a for a, b in zip(used, used[1:])]
-    step = _median(steps) if steps else v.slope_per_cycle
-    return v.slope_per_cycle, max(0.0, (v.ci_high - v.ci_low) / 2), step
-
-
-def compare(factor: str, metric: str, a: str, b: str, setting: str, pairs: Sequence[Pair]) -> Comparison | None:
-    """Pool ``pairs`` (A minus B) into one :class:`Comparison`; None when no pair has both slopes."""
-    diffs: list[float] = []
-    step_diffs: list[float] = []
-    halves: list[float] = []
-    a_sl: list[float] = []
-    b_sl: list[float] = []
-    unit = ""
-    for p in pairs:
-        sa, sb = _slope(p.a, metric), _slope(p.b, metric)
-        if sa is None or sb is None:
-            continue
-        va = p.a.verdict(metric)
-        unit = va.unit if va is not None else unit
-        a_sl.append(sa[0])
-        b_sl.append(sb[0])
-        diffs.append(sa[0] - sb[0])
-        halves.append(math.hypot(sa[1], sb[1]))
-        step_diffs.append(sa[2] - sb[2])
-    if not diffs:
-        return None
-    n = len(diffs)
-    diff = math.fsum(diffs) / n
-    step_diff = math.fsum(step_diffs) / n
-    half = math.sqrt(math.fsum(h * h for h in halves)) / n
-    floor = metric_def(metric).noise_floor
-    bar = max(half, floor)
-    moves = abs(diff) > bar and abs(step_diff) > bar and (diff > 0) == (step_diff > 0)
-    return Comparison(
-        factor=factor,
-        metric=metric,
-        unit=unit or metric_def(metric).unit,
-        a=a,
-        b=b,
-        setting=setting,
-        a_slope=math.fsum(a_sl) / n,
-        b_slope=math.fsum(b_sl) / n,
-        difference=diff,
-        half_width=half,
-        floor=floor,
-        pairs=n,
-        moves=bool(moves),
-        step_difference=step_diff,
-    )
-
-
-# -- the pairs, per factor ------------------------------------------------------------------------------------
-
-def _index(scenarios: Sequence[ScenarioResult]) -> dict[tuple[str, str, str], ScenarioResult]:
-    return {(s.strategy, s.capture, s.compile): s for s in scenarios if s.ok}
-
-
-def strategy_pairs(scenarios: Sequence[ScenarioResult]) -> dict[str, list[Pair]]:
-    """recreate vs reuse with the same capture and compile mode (compile once has one closure: left out)."""
-    idx = _index(scenarios)
-    out: dict[str, list[Pair]] = {}
-    for (s, c, m), rec in idx.items():
-        if s != "recreate" or m == "once":
-            continue
-        other = idx.get(("reuse", c, m))
-        if other is not None:
-            out.setdefault(f"capture {c}, compile {m}", []).append(Pair(rec, other, f"capture {c}, compile {m}"))
-    return out
-
-
-def compile_pairs(scenarios: Sequence[ScenarioResult]) -> dict[str, list[Pair]]:
-    """compile every cycle vs compile once, same capture; the every-cycle side is the closest match available:
-    the same optimizer instance and one closure first (they differ from compile once in compile() alone)."""
-    idx = _index(scenarios)
-    out: dict[str, list[Pair]] = {}
-    prefs = [("reuse", "same-optimizer"), ("recreate", "same-optimizer"), ("reuse", "new-optimizer"),
-             ("recreate", "new-optimizer")]
-    for (_s, c, m), once in idx.items():
-        if m != "once":
-            continue
-        for strategy, mode in prefs:
-            every = idx.get((strategy, c, mode))
-            if every is not None:
-                setting = f"capture {c}, {strategy}, {mode} vs once"
-                out.setdefault(f"capture {c}", []).append(Pair(every, once, setting))
-                break
-    return out
-
-
-def optimizer_pairs(scenarios: Sequence[ScenarioResult]) -> dict[str, list[Pair]]:
-    """A new string optimizer per compile vs one optimizer instance, same strategy and capture."""
-    idx = _index(scenarios)
-    out: dict[str, list[Pair]] = {}
-    for (s, c, m), new in idx.items():
-        if m != "new-optimizer":
-            continue
-        same = idx.get((s, c, "same-optimizer"))
-        if same is not None:
-            out.setdefault(f"{s}, capture {c}", []).append(Pair(new, same, f"{s}, capture {c}"))
-    return out
-
-
-def capture_pairs(scenarios: Sequence[ScenarioResult], baseline: str = "scalar") -> dict[str, list[Pair]]:
-    """Each capture kind vs ``baseline``, same strategy and compile mode; keyed by the capture kind."""
-    idx = _index(scenarios)
-    out: dict[str, list[Pair]] = {}
-    for (s, c, m), sc in idx.items():
-        if c == baseline:
-            continue
-        base = idx.get((s, baseline, m))
-        if base is not None:
-            out.setdefault(c, []).append(Pair(sc, base, f"{s}, compile {m}"))
-    return out
-
-
-def comparisons(scenarios: Sequence[ScenarioResult]) -> list[Comparison]:
-    """Every factor on every metric: per setting, then pooled over the settings (``setting='pooled'``)."""
-    out: list[Comparison] = []
-    factors: list[tuple[str, str, str, dict[str, list[Pair]]]] = [
-        ("strategy", "recreate", "reuse", strategy_pairs(scenarios)),
-        ("compile", "every cycle", "once", compile_pairs(scenarios)),
-        ("optimizer", "new-optimizer", "same-optimizer", optimizer_pairs(scenarios)),
-    ]
-    for factor, a, b, groups in factors:
-        for metric in METRICS:
-            per = [compare(factor, metric, a, b, key, pairs) for key, pairs in groups.items()]
-            out.extend(c for c in per if c is not None)
-            pooled = compare(factor, metric, a, b, "pooled", [p for ps in groups.values() for p in ps])
-            if pooled is not None and len(groups) > 1:
-                out.append(pooled)
-    for kind, pairs in capture_pairs(scenarios).items():
-        for metric in METRICS:
-            c = compare("capture", metric, kind, "scalar", "pooled", pairs)
-            if c is not None:
-                out.append(c)
-    return out
-
-
-# -- sentences --------------------------------------------------------------------------------------------------
 
 def _rate(v: float, unit: str) -> str:
     return fmt_rate(v, unit)
@@ -196,22 +31,9 @@ def _pm(c: Comparison) -> str:
     return f"{fmt_value(c.difference, c.unit, True)} ± {fmt_value(c.half_width, c.unit)}"
 
 
-def _pooled(cs: Sequence[Comparison], factor: str, metric: str) -> Comparison | None:
-    """The pooled comparison, or the only per-setting one when there is a single setting."""
-    mine = [c for c in cs if c.factor == factor and c.metric == metric]
-    pooled = [c for c in mine if c.setting == "pooled"]
-    if pooled:
-        return pooled[0]
-    return mine[0] if len(mine) == 1 else None
-
-
-def _settings(cs: Sequence[Comparison], factor: str, metric: str) -> list[Comparison]:
-    return [c for c in cs if c.factor == factor and c.metric == metric and c.setting != "pooled"]
-
-
 def strategy_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioResult]) -> list[str]:
-    per = _settings(cs, "strategy", RSS)
-    pooled = _pooled(cs, "strategy", RSS)
+    per = factors.settings(cs, "strategy", RSS)
+    pooled = factors.pooled(cs, "strategy", RSS)
     if not per or pooled is None:
         return []
     recreated = [s for s in scenarios if s.ok and s.strategy == "recreate" and s.compile != "once"]
@@ -246,10 +68,10 @@ def strategy_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioRes
 
 
 def compile_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioResult]) -> list[str]:
-    rss = _pooled(cs, "compile", RSS)
+    rss = factors.pooled(cs, "compile", RSS)
     if rss is None:
         return []
-    graphs = _pooled(cs, "compile", GRAPHS)
+    graphs = factors.pooled(cs, "compile", GRAPHS)
     every = [s for s in scenarios if s.ok and s.compile != "once"]
     once = [s for s in scenarios if s.ok and s.compile == "once"]
     t_every = _mean([s.traces_per_cycle for s in every])
@@ -279,7 +101,7 @@ def compile_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioResu
 
 
 def optimizer_sentences(cs: Sequence[Comparison]) -> list[str]:
-    c = _pooled(cs, "optimizer", RSS)
+    c = factors.pooled(cs, "optimizer", RSS)
     if c is None:
         return []
     if c.moves:
@@ -323,15 +145,15 @@ def capture_sentences(cs: Sequence[Comparison], scenarios: Sequence[ScenarioResu
         )
     text = f"What the closure captures moves memory: {'; '.join(parts)}."
     if still:
-        text += f" {_join(still).capitalize()} of the same size {'does' if len(still) == 1 else 'do'} not differ "
+        text += f" {join(still).capitalize()} of the same size {'does' if len(still) == 1 else 'do'} not differ "
         text += "from the scalar within the CIs."
     return [text]
 
 
 def advice_sentence(cs: Sequence[Comparison]) -> list[str]:
     todo: list[str] = []
-    comp = _pooled(cs, "compile", RSS)
-    comp_g = _pooled(cs, "compile", GRAPHS)
+    comp = factors.pooled(cs, "compile", RSS)
+    comp_g = factors.pooled(cs, "compile", GRAPHS)
     if comp is not None and ((comp.moves and comp.difference > 0) or (comp_g is not None and comp_g.moves
                                                                        and comp_g.difference > 0)):
         todo.append(
@@ -351,10 +173,10 @@ def advice_sentence(cs: Sequence[Comparison]) -> list[str]:
             todo.append(
                 f"keep large values ({', '.join(_NOUN.get(k, k) for k in bad)}) out of what the loss closure captures"
             )
-    opt = _pooled(cs, "optimizer", RSS)
+    opt = factors.pooled(cs, "optimizer", RSS)
     if opt is not None and opt.moves and opt.difference > 0:
         todo.append("pass one optimizer instance to every compile() of the same model instead of a string")
-    strat = _settings(cs, "strategy", RSS)
+    strat = factors.settings(cs, "strategy", RSS)
     if strat and not any(c.moves for c in strat):
         todo.append("recreating outer_loss(...) before each compile can stay: it is not what grows")
     elif any(c.moves and c.difference > 0 for c in strat):
@@ -364,58 +186,12 @@ def advice_sentence(cs: Sequence[Comparison]) -> list[str]:
     return [f"What to do: {'; '.join(todo)}."]
 
 
-def summary(cs: Sequence[Comparison]) -> str:
-    """One line for a page's heading: which factors move memory (RSS) and which do not."""
-    labels = {"compile": "compiling every cycle", "strategy": "recreating the closure",
-              "optimizer": "a new optimizer per compile"}
-    moves: list[str] = []
-    graphs_only: list[str] = []
-    still: list[str] = []
-
-    def judge(label: str, rss: Sequence[Comparison], graphs: Sequence[Comparison]) -> None:
-        if not rss:
-            return
-        if any(c.moves for c in rss):
-            moves.append(label)
-        elif any(c.moves for c in graphs):
-            graphs_only.append(label)
-        else:
-            still.append(label)
-
-    for factor in ("compile", "strategy", "optimizer"):
-        judge(labels[factor], _settings(cs, factor, RSS), _settings(cs, factor, GRAPHS))
-    for c in cs:
-        if c.factor == "capture" and c.metric == RSS:
-            judge(f"a {c.a} capture", [c], [g for g in cs if g.factor == "capture" and g.metric == GRAPHS
-                                            and g.a == c.a])
-    if not (moves or graphs_only or still):
-        return "Nothing to compare: too few scenarios or cycles."
-    parts = []
-    if moves:
-        parts.append(f"Moves memory: {_join(moves)}.")
-    if graphs_only:
-        parts.append(f"Grows live TF graphs, RSS within the noise: {_join(graphs_only)}.")
-    if still:
-        parts.append(f"Does not move memory: {_join(still)}.")
-    return " ".join(parts)
-
-
-def ranking(scenarios: Sequence[ScenarioResult]) -> list[ScenarioResult]:
-    """Scenarios by RSS growth per cycle, steepest first; failed or unfitted ones last."""
-
-    def key(s: ScenarioResult) -> tuple[int, float, str]:
-        sl = _slope(s, RSS)
-        return (0 if s.ok and sl is not None else 1, -(sl[0] if sl else 0.0), s.name)
-
-    return sorted(scenarios, key=key)
-
-
 def extremes_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
-    ranked = [s for s in ranking(scenarios) if s.ok and _slope(s, RSS) is not None]
+    ranked = [s for s in ranking(scenarios) if s.ok and pair_slope(s, RSS) is not None]
     if len(ranked) < 2:
         return []
     top, bottom = ranked[0], ranked[-1]
-    ts, bs = _slope(top, RSS), _slope(bottom, RSS)
+    ts, bs = pair_slope(top, RSS), pair_slope(bottom, RSS)
     assert ts is not None and bs is not None
     return [
         f"Steepest RSS growth: {top.name} at {_rate(ts[0], 'bytes')} (± {fmt_bytes(ts[1])}); flattest: "
@@ -544,12 +320,12 @@ def failures_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
 
 def too_few_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
     ok = [s for s in scenarios if s.ok]
-    if ok and all(_slope(s, RSS) is None for s in ok):
+    if ok and all(pair_slope(s, RSS) is None for s in ok):
         return ["Too few cycles to fit a slope with a confidence interval (3 measured cycles needed): run more."]
     return []
 
 
-def conclude(
+def sentences_for(
     scenarios: Sequence[ScenarioResult],
     environment: dict[str, Any] | None = None,
     save_check: dict[str, Any] | None = None,
@@ -577,24 +353,9 @@ def conclude(
     return cs, sentences
 
 
-# -- helpers ----------------------------------------------------------------------------------------------------
-
-def _median(xs: Sequence[float]) -> float:
-    s = sorted(xs)
-    k = len(s)
-    mid = k // 2
-    return float(s[mid]) if k % 2 else (s[mid - 1] + s[mid]) / 2
-
-
 def _mean(values: Sequence[float | None]) -> float | None:
     vs = [v for v in values if v is not None and math.isfinite(v)]
     return math.fsum(vs) / len(vs) if vs else None
-
-
-def _join(items: Sequence[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _num(v: Any) -> str:
@@ -617,3 +378,26 @@ def _first_sentence(text: Any, limit: int = 160) -> str:
 def _first_line(text: Any, limit: int = 200) -> str:
     s = " ".join(str(text or "").split())
     return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def conclude(session: CompareSession, *, fresh: bool = True) -> CompareSession:
+    """Judge a compare session: its comparisons, the conclusion's sentences, the one-line summary and the
+    ranking (steepest RSS growth first). ``fresh=False`` (a file read back) keeps the conclusion it was written
+    with and fills in only what a file from an older closuretrace lacks."""
+    from closuretrace.analysis import judge_verdicts
+
+    for s in session.scenarios:
+        judge_verdicts(s.verdicts)
+    if fresh:
+        value = session.settings.get("capture_value")
+        session.comparisons, session.conclusion = sentences_for(
+            session.scenarios,
+            session.environment,
+            session.save_check,
+            float(value) if isinstance(value, (int, float)) else None,
+        )
+    if fresh or not session.summary:
+        session.summary = summary(session.comparisons) if session.scenarios else "No scenario ran."
+    if fresh or not session.ranking:
+        session.ranking = [s.name for s in ranking(session.scenarios)]
+    return session
