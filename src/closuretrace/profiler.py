@@ -32,7 +32,7 @@ from typing import Any
 from closuretrace._version import __version__
 from closuretrace.instrument.registry import ClosureRegistry
 from closuretrace.instrument.state import STATE
-from closuretrace.outcome import outcome_of
+from closuretrace.outcome import Outcome, outcome_of
 from closuretrace.probes import OPTIONAL_PROBES, PROBES, Probe, metric_def
 from closuretrace.probes.base import CycleContext
 from closuretrace.probes.heap import CodeFilter, HeapProbe
@@ -173,14 +173,19 @@ class Profiler:
         self._adopt(reading.closures)
         del reading
 
-    def stop(self, outcome: str = "completed", exit_code: int = 0, error: str | None = None) -> Recording:
+    def stop(self, outcome: Outcome | str = "completed", exit_code: int = 0, error: str | None = None) -> Recording:
         """Stop recording and return what was recorded. Safe to call twice.
+
+        ``outcome``: how the program ended, an :class:`~closuretrace.outcome.Outcome` (or its three fields).
 
         The hooks are removed and the probes stopped; the recording's :attr:`~Recording.live` part (weak
         references for the chain search) stays valid until it is released.
         """
         if self.recording is not None:
             return self.recording
+        if isinstance(outcome, Outcome):
+            ending = outcome
+            outcome, exit_code, error = ending.outcome, ending.exit_code, ending.error
         try:
             if not self.cycles:
                 self.end_cycle("end")
@@ -227,7 +232,7 @@ class Profiler:
 
     def finish(
         self,
-        outcome: str = "completed",
+        outcome: Outcome | str = "completed",
         exit_code: int = 0,
         error: str | None = None,
         *,
