@@ -28,7 +28,7 @@ from closuretrace.analysis import analyse
 from closuretrace.instrument.track import end_cycle_after, track
 from closuretrace.outcome import outcome_of
 from closuretrace.profiler import ProfileOptions, Profiler
-from closuretrace.session import Session, write_atomic
+from closuretrace.session import Session
 from closuretrace.units import parse_threshold
 
 #: The variable a ``%%closuretrace`` cell leaves its session in, unless ``--name`` says otherwise.
@@ -159,10 +159,15 @@ def report_html(session: Session) -> str:
 def _write(session: Session, output: str | None) -> str | None:
     if not output:
         return None
-    from closuretrace.renderers import render_for_path
+    from closuretrace.renderers import render
+    from closuretrace.reports import ReportError, report_paths, warn, write_reports
 
-    path = Path(output).expanduser().resolve()
-    return str(write_atomic(path, render_for_path(session, path)))
+    try:
+        paths = report_paths(Path(output).expanduser(), "notebook")
+        return str(write_reports(paths, lambda fmt: render(session, fmt), session.to_json)[0])
+    except ReportError as exc:  # the report is shown inline all the same
+        warn(str(exc))
+        return None
 
 
 def _cell_outcome(result: Any) -> tuple[str, int, str | None]:

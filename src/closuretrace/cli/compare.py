@@ -23,9 +23,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from closuretrace.cli.errors import CLIError, warning_line
+from closuretrace.cli.errors import CLIError
+from closuretrace.experiment.run import usable_cores
 from closuretrace.experiment.scenarios import CAPTURES, COMPILES, STRATEGIES, Scenario, design, matrix, parse_list
-from closuretrace.renderers import UnknownFormatError, format_for_path
+from closuretrace.outcome import EXIT_INTERRUPTED
+from closuretrace.renderers import render
+from closuretrace.reports import ReportError, err, report_paths, write_reports
 
 NAME = "compare"
 HELP = "run the closure-loss scenarios, each in its own process, and say what drives memory growth"
@@ -69,14 +72,6 @@ def _list_arg(universe: tuple[str, ...], option: str) -> Any:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return check
-
-
-def default_jobs() -> int:
-    """The cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def check_data(path: str) -> str:
@@ -174,7 +169,7 @@ class CompareCommand:
         )
         parser.add_argument(
             "--jobs", "-j", type=_positive_int("--jobs"), default=None, metavar="N",
-            help=f"processes at a time (default: the cores, here {default_jobs()})",
+            help=f"processes at a time (default: the cores, here {usable_cores()})",
         )
         parser.add_argument(
             "--data", metavar="PATH", default=None,
@@ -191,26 +186,6 @@ class CompareCommand:
         return execute(args)
 
 
-def _output_paths(args: argparse.Namespace) -> list[Path]:
-    from closuretrace.cli.profile import check_output, default_output
-
-    if args.output:
-        output = Path(os.path.abspath(args.output))
-        try:
-            format_for_path(output)
-        except UnknownFormatError as exc:
-            raise CLIError(str(exc)) from None
-        check_output(output)
-        return [output]
-    output = default_output("compare")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"cannot create report directory {output.parent}: {exc.strerror}") from None
-    check_output(output)
-    return [output.with_suffix(ext) for ext in (".json", ".md", ".html")]
-
-
 def execute(args: argparse.Namespace) -> int:
     """``compare``; raises :class:`CLIError` for anything the user can fix."""
     from closuretrace.experiment.run import CompareInterrupted, CompareOptions, run_compare
@@ -220,8 +195,11 @@ def execute(args: argparse.Namespace) -> int:
     if not triples:
         raise CLIError("no scenario to run with these --strategies/--captures/--compiles")
     _need_keras()
-    outputs = _output_paths(args)
-    jobs = args.jobs or default_jobs()
+    try:
+        outputs = report_paths(args.output, "compare")
+    except ReportError as exc:
+        raise CLIError(str(exc)) from None
+    jobs = args.jobs or usable_cores()
     options = CompareOptions(
         scenarios=[
             Scenario(
@@ -256,15 +234,16 @@ def execute(args: argparse.Namespace) -> int:
     session.run.python = platform.python_version()
     session.run.platform = platform.platform()
     session.run.cwd = os.getcwd()
-    written = _write(session, outputs)
+    try:
+        written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
+    except ReportError as exc:
+        raise CLIError(str(exc)) from None
     if not args.quiet:
-        from closuretrace.renderers import render
-
-        _err(render(session, "text"))
-    _err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
+        err(render(session, "text"))
+    err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
     if interrupted:
-        _err("closuretrace: interrupted; the report holds the scenarios that finished")
-        return 130
+        err("closuretrace: interrupted; the report holds the scenarios that finished")
+        return EXIT_INTERRUPTED
     return EXIT_SCENARIO_FAILED if any(not s.ok for s in session.scenarios) else 0
 
 
@@ -273,25 +252,3 @@ def _argv() -> list[str]:
     if sys.argv[1:2] == ["compare"]:
         return ["closuretrace", *sys.argv[1:]]
     return ["closuretrace", "compare"]
-
-
-def _write(session: Any, outputs: list[Path]) -> list[Path]:
-    from closuretrace.cli.profile import write_report
-    from closuretrace.renderers import render_for_path
-
-    written = [write_report(outputs[0], render_for_path(session, outputs[0]))]
-    for extra in outputs[1:]:
-        try:
-            written.append(write_report(extra, render_for_path(session, extra)))
-        except Exception as exc:  # the JSON is safe; a failing renderer must not lose the run
-            _err(warning_line(f"could not write {extra.name} ({type(exc).__name__}: {exc})"))
-    return written
-
-
-def _err(text: str) -> None:
-    line = text if text.endswith("\n") else text + "\n"
-    try:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass

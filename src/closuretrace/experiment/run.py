@@ -46,7 +46,8 @@ class CompareInterrupted(KeyboardInterrupt):
         self.session = session
 
 
-def _cores() -> int:
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the platform has one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -55,7 +56,7 @@ def _cores() -> int:
 
 def threads_per_job(jobs: int, n_jobs: int) -> int:
     """TensorFlow threads per process so that the processes running side by side share the cores."""
-    return max(1, _cores() // max(1, min(jobs, n_jobs)))
+    return max(1, usable_cores() // max(1, min(jobs, n_jobs)))
 
 
 def _weight(s: Scenario) -> float:
