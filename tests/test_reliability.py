@@ -438,9 +438,12 @@ def test_closures_created_in_threads_are_all_recorded(tmp_path: Path) -> None:
         print(len(kept))
         """,
     )
-    proc = profile(tmp_path, "-q", "-o", "out.json", "--track", "make", "--cycle-on", "step", "thr.py")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "160\n"
+    # Four threads end cycles at once: they take turns, and none of them dies in the tool (it once did, one run
+    # in five: the registry's dict changed size while a cycle's census walked it).
+    for _ in range(3):
+        proc = profile(tmp_path, "-q", "-o", "out.json", "--track", "make", "--cycle-on", "step", "thr.py")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "160\n" and "Traceback" not in proc.stderr, proc.stderr
     data = report(tmp_path / "out.json")
     tracked = [c for c in data["closures"] if c["source"] == "track"]
     assert len(tracked) == 160 and len({c["serial"] for c in tracked}) == 160

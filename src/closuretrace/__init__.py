@@ -20,18 +20,9 @@ from __future__ import annotations
 from closuretrace._version import __version__
 from closuretrace.instrument.track import end_cycle_after, track
 from closuretrace.profiler import ProfileOptions, Profiler
+from closuretrace.reading import read_session as load_session
 from closuretrace.renderers.text import render as render_text
-from closuretrace.session import CompareSession, Session, SessionError
-
-
-def load_session(path: str) -> Session | CompareSession:
-    """Read a report saved by ``closuretrace profile`` or ``compare`` (its JSON), with every judgement in place
-    (a file from an older closuretrace gets its verdict states and status); :class:`SessionError`, one line,
-    for a file that is not one."""
-    from closuretrace.analysis import judged
-    from closuretrace.session import load_session as read
-
-    return judged(read(path))
+from closuretrace.session import Session, SessionError
 
 
 def load_ipython_extension(ip: object) -> None:

@@ -25,6 +25,7 @@ import gc
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
@@ -55,6 +56,7 @@ class Profiler:
     ) -> None:
         self.options = options or ProfileOptions()
         self._cycle = 0
+        self._cycle_lock = threading.RLock()
         self.registry = ClosureRegistry(clock=lambda: self._cycle, on_event=self.record_event)
         self.heap = HeapProbe(own=self._own_objects, code_filter=CodeFilter(self.options.include_libraries))
         self._baseline = baseline
@@ -122,7 +124,13 @@ class Profiler:
         closures.clear()
 
     def end_cycle(self, label: str | None = None) -> CycleSample:
-        """Collect garbage, read every probe, adopt newly found closures, and start the next cycle."""
+        """Collect garbage, read every probe, adopt newly found closures, and start the next cycle.
+
+        Threads that end cycles at once (a ``--cycle-on`` function called from several threads) take turns."""
+        with self._cycle_lock:
+            return self._end_cycle(label)
+
+    def _end_cycle(self, label: str | None) -> CycleSample:
         t0 = time.perf_counter()
         seconds = t0 - self._t_cycle
         self.heap.collect()

@@ -8,13 +8,13 @@ advice (:mod:`.advice`). Renderers only format what it decided.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 
 from closuretrace.recording import Recording
-from closuretrace.session import CompareSession, Session, Status, Verdict
+from closuretrace.session import Session, Status
 from closuretrace.units import fmt_rate
 
-__all__ = ["analyse", "conclude", "judge_verdicts", "judged"]
+__all__ = ["analyse", "conclude"]
 
 
 def analyse(recording: Recording, *, alive_chain_skip: Collection[int] | None = None) -> Session:
@@ -52,18 +52,10 @@ def analyse(recording: Recording, *, alive_chain_skip: Collection[int] | None = 
     return session
 
 
-def judge_verdicts(verdicts: Iterable[Verdict]) -> None:
-    """Give every verdict its state where it has none (a file written before verdicts carried one)."""
-    from closuretrace.analysis.verdicts import state_of
-
-    for v in verdicts:
-        if not v.state:
-            v.state = state_of(v.n_cycles, v.slope_per_cycle, v.ci_low, v.noise_floor)
-            v.leak = v.state == "leak"
-
-
 def conclude(session: Session) -> Session:
     """Set the report's status and finding from the session's verdicts (idempotent; also for loaded files)."""
+    from closuretrace.analysis.verdicts import judge_verdicts
+
     judge_verdicts(session.verdicts)
     session.status = _status(session)
     session.finding = _finding(session, session.status)
@@ -96,15 +88,3 @@ def _finding(session: Session, status: str) -> str:
     growing = [session.metric_info(v.metric).label or v.metric for v in session.verdicts if v.state != "flat"]
     tail = f"; {', '.join(growing)} grow(s) below the noise floor" if growing else ""
     return f"nothing grows beyond its noise floor over {n} cycles after {warmup} warm-up{tail}."
-
-
-def judged(session: Session | CompareSession) -> Session | CompareSession:
-    """``session`` with every judgement in place, also when it was read from a file written by an older
-    closuretrace (no verdict states, no status, no compare summary): what a shell calls after loading one."""
-    if isinstance(session, CompareSession):
-        from closuretrace.experiment.conclusion import conclude as conclude_compare
-
-        return conclude_compare(session, fresh=False)
-    if not session.status:
-        conclude(session)
-    return session

@@ -106,7 +106,7 @@ def slope_ratio(a: Verdict | None, b: Verdict | None) -> float | None:
 
 def diff_sessions(a: Session, b: Session, name_a: str = "A", name_b: str = "B") -> SessionDiff:
     """Compare session ``a`` (before) with ``b`` (after); see :class:`SessionDiff`."""
-    from closuretrace.analysis import judge_verdicts
+    from closuretrace.analysis.verdicts import judge_verdicts
 
     judge_verdicts([*a.verdicts, *b.verdicts])  # a file from before verdicts carried their state
     va = {v.metric: v for v in a.verdicts}

@@ -6,7 +6,7 @@ plugin's limits, the compare conclusions, ``diff`` and the advice read the verdi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from closuretrace.analysis.stats import Slope, fit_slope
 from closuretrace.probes import metric_def
@@ -35,6 +35,14 @@ def state_of(n: int, slope: float, low: float, floor: float) -> VerdictState:
     if low > 0:
         return "grows"
     return "flat"
+
+
+def judge_verdicts(verdicts: Iterable[Verdict]) -> None:
+    """Give every verdict its state where it has none (a file written before verdicts carried one)."""
+    for v in verdicts:
+        if not v.state:
+            v.state = state_of(v.n_cycles, v.slope_per_cycle, v.ci_low, v.noise_floor)
+            v.leak = v.state == "leak"
 
 
 def measured(cycles: Sequence[CycleSample], warmup: int) -> list[CycleSample]:

@@ -13,7 +13,7 @@ import sys
 
 from closuretrace.cli.errors import CLIError
 from closuretrace.renderers import UnknownFormatError, format_for_path
-from closuretrace.session import CompareSession, Session, SessionError, load_session, write_atomic
+from closuretrace.session import CompareSession, Session, SessionError, write_atomic
 
 NAME = "render"
 HELP = "render a saved session as Markdown, HTML or JSON"
@@ -41,10 +41,10 @@ def output_format(out: str | None) -> str:
 
 def load(path: str) -> Session | CompareSession:
     """The session in ``path``, judged (a file from an older closuretrace gets its verdict states and status)."""
-    from closuretrace.analysis import judged
+    from closuretrace.reading import read_session
 
     try:
-        return judged(load_session(path))
+        return read_session(path)
     except SessionError as exc:
         raise CLIError(str(exc)) from None
 

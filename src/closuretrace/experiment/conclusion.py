@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from closuretrace.analysis.pairs import RSS, pair_slope, ranking
-from closuretrace.experiment import factors
+from closuretrace.experiment import factors, savecheck
 from closuretrace.experiment.factors import GRAPHS, comparisons, join, summary
 from closuretrace.session import CompareSession, Comparison, ScenarioResult
 from closuretrace.units import fmt_bytes, fmt_rate, fmt_value
@@ -239,53 +239,6 @@ def offset_sentence(scenarios: Sequence[ScenarioResult], value: float | None) ->
     ]
 
 
-def save_sentences(save: dict[str, Any]) -> list[str]:
-    closure = save.get("closure") if isinstance(save, dict) else None
-    fix = save.get("loss_subclass") if isinstance(save, dict) else None
-    if not isinstance(closure, dict) or not isinstance(fix, dict):
-        err = save.get("error") if isinstance(save, dict) else None
-        return [f"The save check did not run: {_first_line(err)}"] if err else []
-    value = save.get("value")
-    out = []
-    if closure.get("saved") and not closure.get("loaded"):
-        text = f"Saving: a closure loss saves, but load_model() fails ({_first_sentence(closure.get('error'))})"
-        custom = closure.get("custom_objects")
-        if isinstance(custom, dict) and custom.get("loaded"):
-            got = custom.get("loaded_value")
-            kept = custom.get("value_preserved")
-            if kept is False:
-                text += (
-                    "; with custom_objects it loads, but the loss then adds "
-                    f"{_num(got)}, the value of the closure passed at load time, not the saved {_num(value)}"
-                )
-            elif kept:
-                text += "; with custom_objects it loads and the value is the saved one"
-        out.append(text + ".")
-    elif not closure.get("saved"):
-        out.append(f"Saving: a closure loss cannot be saved ({_first_sentence(closure.get('error'))}).")
-    else:
-        kept = closure.get("value_preserved")
-        got = _num(closure.get("loaded_value"))
-        out.append(
-            "Saving: a closure loss saves and loads"
-            + (" with its value." if kept else f", but its value is not preserved (got {got}).")
-        )
-    if fix.get("loaded") and fix.get("value_preserved"):
-        out.append(
-            "A keras.losses.Loss subclass whose get_config() returns the value, registered with "
-            "@keras.saving.register_keras_serializable, saves and loads with its value "
-            f"({_num(fix.get('loaded_value'))})."
-        )
-    else:
-        out.append(
-            "The keras.losses.Loss subclass did not round-trip: "
-            f"saved {fix.get('saved')}, loaded {fix.get('loaded')}, value preserved {fix.get('value_preserved')}"
-            + (f" ({_first_line(fix.get('error'), 110)})" if fix.get("error") else "")
-            + "."
-        )
-    return out
-
-
 def environment_sentence(env: dict[str, Any]) -> list[str]:
     versions = env.get("versions") or {}
     tf, keras = versions.get("tensorflow"), versions.get("keras")
@@ -342,7 +295,7 @@ def sentences_for(
         lambda: advice_sentence(cs),
         lambda: extremes_sentence(scenarios),
         lambda: offset_sentence(scenarios, capture_value),
-        lambda: save_sentences(save_check or {}),
+        lambda: savecheck.sentences(save_check or {}),
         lambda: environment_sentence(environment or {}),
         lambda: failures_sentence(scenarios),
         lambda: too_few_sentence(scenarios),
@@ -358,33 +311,11 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return math.fsum(vs) / len(vs) if vs else None
 
 
-def _num(v: Any) -> str:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return "?"
-    return "0.00" if abs(x) < 0.005 else f"{x:.2f}"
-
-
-def _first_sentence(text: Any, limit: int = 160) -> str:
-    """``"TypeError: Could not locate function 'f'. Make sure ..."`` -> ``"TypeError: ... function 'f'."``"""
-    s = " ".join(str(text or "").split())
-    cut = s.find(". ")
-    if cut > 0:
-        s = s[: cut + 1]
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _first_line(text: Any, limit: int = 200) -> str:
-    s = " ".join(str(text or "").split())
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
 def conclude(session: CompareSession, *, fresh: bool = True) -> CompareSession:
     """Judge a compare session: its comparisons, the conclusion's sentences, the one-line summary and the
     ranking (steepest RSS growth first). ``fresh=False`` (a file read back) keeps the conclusion it was written
     with and fills in only what a file from an older closuretrace lacks."""
-    from closuretrace.analysis import judge_verdicts
+    from closuretrace.analysis.verdicts import judge_verdicts
 
     for s in session.scenarios:
         judge_verdicts(s.verdicts)

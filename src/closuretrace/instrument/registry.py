@@ -197,10 +197,11 @@ class ClosureRegistry:
         yield self._callback
         if self._on_event is not None:
             yield self._on_event
-        for rec in self._records:
+        # Snapshots: another thread may register a closure while a cycle ends.
+        for rec in list(self._records):
             yield rec
             yield rec.args
             yield rec.captures
             yield rec.roles
             yield from rec.captures
-        yield from self._live.values()
+        yield from list(self._live.values())

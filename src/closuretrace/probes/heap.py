@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from closuretrace._paths import is_tool_file
 from closuretrace.instrument.captures import qualified_name
 
 _FunctionType = types.FunctionType
-_TOOL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: At most this many types are sampled per cycle, this many instances each.
 SAMPLE_TYPES = 40
@@ -55,7 +55,7 @@ class CodeFilter:
             ok = self(mod_file, None) if isinstance(mod_file, str) else True
         else:
             real = os.path.realpath(filename) if not filename.startswith("<") else filename
-            if real.startswith(os.path.join(_TOOL_DIR, "")):
+            if is_tool_file(real):
                 ok = False
             elif filename.startswith("<frozen") or self.include_libraries:
                 ok = self.include_libraries
