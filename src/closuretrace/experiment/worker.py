@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from closuretrace.experiment.scenarios import Scenario
+from closuretrace.outcome import COMPLETED, outcome_of
 
 PROGRESS_PREFIX = "@closuretrace progress"
 FACTORY = "outer_loss"
@@ -188,15 +189,15 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
     steps: list[dict[str, Any]] = []
     history: dict[str, float] = {}
     prof = Profiler(ProfileOptions(warmup=spec.warmup), argv=["closuretrace.experiment.worker", spec.name])
-    outcome: tuple[str, int, str | None] = ("completed", 0, None)
+    outcome = COMPLETED
     try:
         history = _run_loop(spec, prof, out, steps, timings, progress)
     except Exception as exc:
-        outcome = ("exception", 1, f"{type(exc).__name__}: {exc}")
+        outcome = outcome_of(exc)
         out["error"] = "".join(traceback.format_exception(exc))[-4000:]
-    except BaseException as exc:
+    except BaseException as exc:  # Ctrl-C, SIGTERM: record what ran, then stop as asked
         if prof.session is None and prof.cycles:
-            prof.finish("interrupted", 130, type(exc).__name__)
+            prof.finish(outcome_of(exc))
         raise
     # Like a program that has ended: the loop's objects (model, closures, captures) were its locals and are gone,
     # so the retention chains start from what the run left behind, not from the live model.
@@ -205,7 +206,7 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
 
     if STATE.profiler is not prof:  # failed before the profiler started: an empty session, the error recorded
         prof.start()
-    session = prof.finish(*outcome)
+    session = prof.finish(outcome)
     timings["analysis"] = time.perf_counter() - t
 
     out["session"] = {

@@ -77,23 +77,10 @@ class ClosureRegistry:
     ) -> ClosureRecord:
         """Watch ``obj`` (once: a second call returns the existing record, adding ``role``).
 
-        ``tool_refs`` is how many references the caller itself holds, so the refcount recorded is the one
-        seen from outside the tool.
+        ``tool_refs`` is how many references the caller's own frames hold to ``obj`` (a local variable, a list
+        being walked), so the refcount recorded is the one seen from outside the tool. Tracked factories call
+        this on every call: the body stays flat.
         """
-        return self.add(obj, source, factory, args, kwargs, created_at, role, tool_refs + 1)
-
-    def add(
-        self,
-        obj: Any,
-        source: str,
-        factory: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        created_at: str | None,
-        role: str | None,
-        tool_refs: int,
-    ) -> ClosureRecord:
-        """:meth:`register` with positional arguments, for the hot path of tracked factories."""
         if not callable(obj):
             return self._skip(obj, source, factory)
         oid = id(obj)
@@ -105,7 +92,7 @@ class ClosureRegistry:
             return rec
         qualname, module, kind = describe_callable(obj)
         # Positional: this runs on every call of a tracked factory. getrefcount's own argument and this
-        # frame's ``obj`` are ours too.
+        # frame's ``obj`` are ours too (the 2).
         rec = ClosureRecord(
             len(self._records) + 1,
             oid,
