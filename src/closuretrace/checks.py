@@ -49,7 +49,7 @@ from typing import Any
 from closuretrace.analysis.verdicts import MIN_CYCLES
 from closuretrace.session import Session
 from closuretrace.session.pytest_run import BREACHED, FAILING, OK, SKIPPED, UNMEASURED, RecordedTest
-from closuretrace.units import fmt_value, parse_size
+from closuretrace.units import finite_or_none, fmt_value, parse_size
 
 #: Marker argument -> what it limits, for error messages and the marker's help line.
 LIMIT_ARGS: dict[str, str] = {
@@ -300,10 +300,6 @@ def failure_text(checks: Sequence[Check], session: Session) -> str:
 
 # -- what crosses xdist and goes into the run report -----------------------------------------------------------
 
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
 def record_test(
     nodeid: str,
     outcome: str,
@@ -320,9 +316,9 @@ def record_test(
             "metric": v.metric,
             "label": session.metric_info(v.metric).label or v.metric,
             "unit": v.unit,
-            "slope_per_cycle": _finite(v.slope_per_cycle),
-            "ci_low": _finite(v.ci_low),
-            "ci_high": _finite(v.ci_high),
+            "slope_per_cycle": finite_or_none(v.slope_per_cycle),
+            "ci_low": finite_or_none(v.ci_low),
+            "ci_high": finite_or_none(v.ci_high),
             "n_cycles": v.n_cycles,
             "leak": v.leak,
             "state": v.state,
@@ -333,7 +329,7 @@ def record_test(
     for c in checks:
         d = asdict(c)
         for key in ("value", "ci_low", "ci_high"):
-            d[key] = _finite(d[key])
+            d[key] = finite_or_none(d[key])
         checks_out.append(d)
     root = next((c.root for c in session.retention if c.found and c.root), None)
     return RecordedTest(

@@ -24,6 +24,7 @@ from closuretrace.outcome import Outcome
 from closuretrace.profiler import ProfileOptions, Profiler
 from closuretrace.session import Session
 from closuretrace.session.pytest_run import RecordedTest, RunReport
+from closuretrace.units import finite_or_none
 
 __all__ = [
     "BENCHMARK_MAX_CYCLES",
@@ -174,16 +175,13 @@ class BenchmarkRounds:
     def summary(self, session: Session, checks: list[Check], alive: int) -> dict[str, Any]:
         """What goes into ``benchmark.extra_info["closuretrace"]``: plain numbers, JSON-safe."""
 
-        def finite(x: float) -> float | None:
-            return x if x == x and x not in (float("inf"), float("-inf")) else None
-
         return {
             "cycles": len(session.cycles),
             "warmup": session.warmup,
             "rounds_probed": self.probed,
             "iterations_per_round": self.iterations,
-            "per_cycle": {v.metric: finite(v.slope_per_cycle) for v in session.verdicts},
-            "ci95": {v.metric: [finite(v.ci_low), finite(v.ci_high)] for v in session.verdicts},
+            "per_cycle": {v.metric: finite_or_none(v.slope_per_cycle) for v in session.verdicts},
+            "ci95": {v.metric: [finite_or_none(v.ci_low), finite_or_none(v.ci_high)] for v in session.verdicts},
             "leaks": [v.metric for v in session.leaks()],
             "closures_alive": alive,
             "limits_broken": [c.limit for c in checks if c.failed],

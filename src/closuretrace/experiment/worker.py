@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 from closuretrace.experiment.scenarios import Scenario
 from closuretrace.outcome import COMPLETED, outcome_of
+from closuretrace.units import finite_or_none
 
 PROGRESS_PREFIX = "@closuretrace progress"
 FACTORY = "outer_loss"
@@ -154,14 +154,6 @@ def crossentropy(y: Any, p: Any) -> float:
     return float(np.mean(-np.sum(np.asarray(y, dtype=np.float64) * np.log(p), axis=-1)))
 
 
-def _finite_or_none(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``spec`` in this process and return its result (see :class:`closuretrace.session.ScenarioResult`)."""
     t_start = time.perf_counter()
@@ -221,8 +213,8 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
     out.setdefault("closures_alive_end", sum(1 for r in recs if r.alive_at_end))
     out["closure_ids_reused"] = sum(1 for r in recs if r.reused_id_of is not None)
     out["steps"] = steps
-    out["final_loss"] = _finite_or_none(history.get("loss"))
-    out["final_accuracy"] = _finite_or_none(history.get("accuracy"))
+    out["final_loss"] = finite_or_none(history.get("loss"))
+    out["final_accuracy"] = finite_or_none(history.get("accuracy"))
     timings["total"] = time.perf_counter() - t_start
     out["timings"] = timings
     out["versions"] = {"tensorflow": str(tf.__version__), "keras": str(keras.__version__),
@@ -312,9 +304,9 @@ def _offset(model: Any, ds: Any, batch_size: int) -> dict[str, float | None]:
     ce = crossentropy(ds.y, preds)
     eval_loss = float(result["loss"])
     return {
-        "eval_loss": _finite_or_none(eval_loss),
-        "crossentropy": _finite_or_none(ce),
-        "offset": _finite_or_none(eval_loss - ce),
+        "eval_loss": finite_or_none(eval_loss),
+        "crossentropy": finite_or_none(ce),
+        "offset": finite_or_none(eval_loss - ce),
     }
 
 
