@@ -26,7 +26,7 @@ from typing import Any
 
 from closuretrace.analysis import analyse
 from closuretrace.instrument.track import end_cycle_after, track
-from closuretrace.outcome import outcome_of
+from closuretrace.outcome import COMPLETED, Outcome, outcome_of
 from closuretrace.profiler import ProfileOptions, Profiler
 from closuretrace.session import Session
 from closuretrace.units import parse_threshold
@@ -170,10 +170,9 @@ def _write(session: Session, output: str | None) -> str | None:
         return None
 
 
-def _cell_outcome(result: Any) -> tuple[str, int, str | None]:
-    exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
-    ended = outcome_of(exc)
-    return ended.outcome, ended.exit_code, ended.error
+def _cell_outcome(result: Any) -> Outcome:
+    """How the cell ended, as a program's ending."""
+    return outcome_of(getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None))
 
 
 def _magics_class() -> Any:
@@ -245,16 +244,15 @@ def _magics_class() -> Any:
                 wrapped.restore()
                 raise
             prof.start()
-            outcome: tuple[str, int, str | None] = ("completed", 0, None)
+            outcome: Outcome = COMPLETED
             try:
                 result = self.sh.run_cell(cell, store_history=False)
                 outcome = _cell_outcome(result)
             except BaseException as exc:  # the kernel interrupted outside the cell's own code
-                ended = outcome_of(exc)
-                outcome = (ended.outcome, ended.exit_code, ended.error)
+                outcome = outcome_of(exc)
             finally:
                 wrapped.restore()
-                session = prof.finish(*outcome)
+                session = prof.finish(outcome)
             written = _write(session, args.output)
             self._show(session, args.name)
             if written:

@@ -39,6 +39,7 @@ from closuretrace.probes.base import CycleContext
 from closuretrace.probes.heap import CodeFilter, HeapProbe
 from closuretrace.recording import LiveHeap, ProfileOptions, Recording
 from closuretrace.session import CycleSample, Event, RunInfo, Session
+from closuretrace.session.model import OutcomeKind
 
 __all__ = ["ProfileOptions", "Profiler", "library_versions"]
 
@@ -181,7 +182,9 @@ class Profiler:
         self._adopt(reading.closures)
         del reading
 
-    def stop(self, outcome: Outcome | str = "completed", exit_code: int = 0, error: str | None = None) -> Recording:
+    def stop(
+        self, outcome: Outcome | OutcomeKind = "completed", exit_code: int = 0, error: str | None = None
+    ) -> Recording:
         """Stop recording and return what was recorded. Safe to call twice.
 
         ``outcome``: how the program ended, an :class:`~closuretrace.outcome.Outcome` (or its three fields).
@@ -240,7 +243,7 @@ class Profiler:
 
     def finish(
         self,
-        outcome: Outcome | str = "completed",
+        outcome: Outcome | OutcomeKind = "completed",
         exit_code: int = 0,
         error: str | None = None,
         *,

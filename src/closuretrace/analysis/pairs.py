@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from closuretrace.probes import metric_def
 from closuretrace.session import Comparison, ScenarioResult
+from closuretrace.session.compare import Factor
 
 __all__ = ["RSS", "Pair", "compare_pair", "median", "pair_slope", "ranking"]
 
@@ -46,7 +47,7 @@ def pair_slope(s: ScenarioResult, metric: str) -> tuple[float, float, float] | N
     return v.slope_per_cycle, max(0.0, (v.ci_high - v.ci_low) / 2), step
 
 
-def compare_pair(factor: str, metric: str, a: str, b: str, setting: str, pairs: Sequence[Pair]) -> Comparison | None:
+def compare_pair(factor: Factor, metric: str, a: str, b: str, setting: str, pairs: Sequence[Pair]) -> Comparison | None:
     """Pool ``pairs`` (A minus B) into one :class:`Comparison`; None when no pair has both slopes."""
     diffs: list[float] = []
     step_diffs: list[float] = []

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from closuretrace.analysis.pairs import RSS, Pair, compare_pair
 from closuretrace.session import Comparison, ScenarioResult
+from closuretrace.session.compare import Factor
 
 GRAPHS = "tf_func_graphs"
 #: The metrics every factor is compared on (RSS leads every sentence; graphs explain compile).
@@ -83,7 +84,7 @@ def capture_pairs(scenarios: Sequence[ScenarioResult], baseline: str = "scalar")
 def comparisons(scenarios: Sequence[ScenarioResult]) -> list[Comparison]:
     """Every factor on every metric: per setting, then pooled over the settings (``setting='pooled'``)."""
     out: list[Comparison] = []
-    factors: list[tuple[str, str, str, dict[str, list[Pair]]]] = [
+    factors: list[tuple[Factor, str, str, dict[str, list[Pair]]]] = [
         ("strategy", "recreate", "reuse", strategy_pairs(scenarios)),
         ("compile", "every cycle", "once", compile_pairs(scenarios)),
         ("optimizer", "new-optimizer", "same-optimizer", optimizer_pairs(scenarios)),

@@ -188,9 +188,9 @@ def child_env() -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     import site
 
-    import closuretrace
+    from closuretrace._paths import PACKAGE_DIR
 
-    src = Path(closuretrace.__file__).resolve().parent.parent
+    src = Path(PACKAGE_DIR).resolve().parent
     site_dirs = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     # A source checkout (run without installing) needs its src/ on the path; an installed closuretrace is found

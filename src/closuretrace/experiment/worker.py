@@ -176,7 +176,7 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
             tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
         except RuntimeError:
             pass  # already initialised: keep TensorFlow's default
-    from closuretrace import ProfileOptions, Profiler
+    from closuretrace.profiler import ProfileOptions, Profiler
 
     steps: list[dict[str, Any]] = []
     history: dict[str, float] = {}
@@ -236,8 +236,8 @@ def _run_loop(
     """
     import keras
 
-    from closuretrace import track
     from closuretrace.examples import data, seed
+    from closuretrace.instrument.track import track
 
     t_setup = time.perf_counter()
     ds = data.load(spec.data, spec.samples)

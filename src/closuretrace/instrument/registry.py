@@ -27,6 +27,7 @@ from closuretrace.instrument.captures import (
     short_args,
 )
 from closuretrace.session import ClosureRecord
+from closuretrace.session.model import Source
 
 
 class _Ref(weakref.ref):  # type: ignore[type-arg]
@@ -67,7 +68,7 @@ class ClosureRegistry:
         self,
         obj: Any,
         *,
-        source: str,
+        source: Source,
         factory: str | None = None,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
@@ -124,7 +125,7 @@ class ClosureRegistry:
         self._records.append(rec)
         return rec
 
-    def _skip(self, obj: Any, source: str, factory: str | None) -> ClosureRecord:
+    def _skip(self, obj: Any, source: Source, factory: str | None) -> ClosureRecord:
         """A non-callable: note it once per factory and type; return a record that is not kept."""
         tname = qualified_name(type(obj))
         name = factory or tname

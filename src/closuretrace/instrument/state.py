@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from closuretrace.session.model import Source
+
 
 class Registry(Protocol):
     """What the instrumentation calls on the active profiler's closure registry."""
@@ -17,7 +19,7 @@ class Registry(Protocol):
         self,
         obj: Any,
         *,
-        source: str,
+        source: Source,
         factory: str | None = None,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,

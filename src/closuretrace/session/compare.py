@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from closuretrace.session.codec import (
     SCHEMA_VERSION,
@@ -151,6 +151,10 @@ class ScenarioResult:
         return rec
 
 
+#: What a comparison varies between its two sides.
+Factor = Literal["strategy", "compile", "optimizer", "capture"]
+
+
 @dataclass
 class Comparison:
     """One factor compared between scenario groups that differ in that factor only, on one metric.
@@ -161,7 +165,7 @@ class Comparison:
     agree in sign and exceed both the half width and the metric's noise floor ``floor``.
     """
 
-    factor: str  # "strategy" | "compile" | "optimizer" | "capture"
+    factor: Factor
     metric: str
     unit: str
     a: str  # e.g. "recreate"

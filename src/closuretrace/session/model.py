@@ -25,6 +25,13 @@ from closuretrace.session.codec import (
 #: A verdict's judgement: ``leak``; ``grows`` (rises, but below the noise floor); ``flat``; ``too_few`` (not
 #: enough cycles after the warm-up to judge).
 VerdictState = Literal["leak", "grows", "flat", "too_few"]
+#: What a watched callable is.
+CallableKind = Literal["closure", "function", "lambda", "partial", "object", "not callable"]
+#: How a callable came to be watched: ``track`` (decorator, --track), ``keras`` (passed to compile), ``census``
+#: (found on the heap).
+Source = Literal["track", "keras", "census"]
+#: How the program ended (see :mod:`closuretrace.outcome`); ``running`` in a snapshot taken before it ended.
+OutcomeKind = Literal["completed", "exception", "exit", "interrupted", "terminated", "running"]
 #: The report's status: any leak; nothing leaks; or no verdict could be drawn.
 Status = Literal["leak", "flat", "inconclusive"]
 
@@ -54,8 +61,8 @@ class ClosureRecord:
     factory: str
     qualname: str
     module: str
-    kind: str  # "closure" | "function" | "lambda" | "partial" | "object"
-    source: str  # "track" (decorator, --track) | "keras" (passed to compile) | "census" (found on the heap)
+    kind: CallableKind
+    source: Source
     created_cycle: int
     collected_cycle: int | None
     created_at: str | None = None
@@ -146,7 +153,8 @@ class Verdict:
     noise_floor: float
     leak: bool
     note: str | None = None
-    state: str = ""
+    #: ``""`` only for a verdict read from a file that predates states (the reader judges it)
+    state: VerdictState | Literal[""] = ""
     #: the fitted line's value at the first measured cycle (charts draw the fit from it; NaN when unknown)
     intercept: float = math.nan
 
@@ -211,7 +219,7 @@ class RunInfo:
     """How the profiled program was started and how it ended."""
 
     argv: list[str]
-    outcome: str = "completed"  # "completed" | "exception" | "exit" | "interrupted" | "terminated"
+    outcome: OutcomeKind = "completed"
     exit_code: int = 0
     error: str | None = None
     command: str = "profile"
@@ -240,7 +248,7 @@ class Session:
     kind: str = "profile"
     schema_version: int = SCHEMA_VERSION
     #: the report's status and the sentence that follows its opening word (set by the analysis)
-    status: str = ""
+    status: Status | Literal[""] = ""
     finding: str = ""
 
     # -- derived views (never stored twice) -------------------------------------------------------------
@@ -323,7 +331,7 @@ class Session:
                 growing_types=[build(GrowingType, g) for g in as_list(d, "growing_types")],
                 retention=[RetentionChain.from_dict(r) for r in as_list(d, "retention")],
                 advice=strings(d, "advice"),
-                status=str(d.get("status", "")),
+                status=_status(d.get("status")),
                 finding=str(d.get("finding", "")),
             )
         except SessionError:
@@ -336,3 +344,14 @@ def _closure(d: Any) -> ClosureRecord:
     rec: ClosureRecord = build(ClosureRecord, d)
     rec.captures = [build(Capture, c) for c in rec.captures]
     return rec
+
+
+def _status(value: Any) -> Status | Literal[""]:
+    """A status read from a file: one of :data:`Status`, else ``""`` (the reader judges the session again)."""
+    if value == "leak":
+        return "leak"
+    if value == "flat":
+        return "flat"
+    if value == "inconclusive":
+        return "inconclusive"
+    return ""
