@@ -29,9 +29,10 @@ class Driver:
 
     @property
     def title(self) -> str:
-        """``KerasTuner``, ``scikeras (in scikit-learn's cross_validate)``."""
+        """``KerasTuner 1.4.8``, ``scikeras 0.13.0 in scikit-learn's cross_val_score``."""
         name = DRIVER_NAMES.get(self.name, self.name)
-        return f"{name} (in scikit-learn's {self.via})" if self.via else name
+        version = f" {self.version}" if self.version else ""
+        return f"{name}{version} in scikit-learn's {self.via}" if self.via else f"{name}{version}"
 
 
 def driver(session: Session) -> Driver | None:
@@ -86,9 +87,6 @@ def driver_line(session: Session) -> str | None:
     if d is None:
         return None
     labels = [c.label for c in session.cycles]
-    shown = ", ".join(labels[:4]) + (", ..." if len(labels) > 4 else "")
-    version = f" {d.version}" if d.version else ""
-    return (
-        f"Loop driven by {d.title}{version}: each {d.unit} was one cycle ({len(labels)} cycles: {shown}), "
-        f"however many fit() calls it ran."
-    )
+    shown = "; ".join(labels[:4]) + ("; ..." if len(labels) > 4 else "")
+    fits = sum(1 for e in session.events if e.kind == "fit")
+    return f"Loop driven by {d.title}: each {d.unit} was one cycle ({len(labels)} cycles: {shown}; {fits} fit() calls)."

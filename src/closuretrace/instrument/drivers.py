@@ -92,9 +92,13 @@ class _FoldCounter:
         return self.n
 
 
+#: scikit-learn's decorator frames, never the entry point the user called.
+_WRAPPERS = frozenset({"wrapper", "wrapped", "inner_f", "__call__"})
+
+
 def sklearn_context(counter: _FoldCounter, start: int = 2) -> tuple[str | None, str | None]:
-    """``(via, label)`` for a fit called from scikit-learn: the scikit-learn entry point (``cross_validate``,
-    ``GridSearchCV.fit``) and the fold label; ``(None, None)`` outside scikit-learn."""
+    """``(via, label)`` for a fit called from scikit-learn: the scikit-learn entry point the program called
+    (``cross_val_score``, ``GridSearchCV.fit``) and the fold label; ``(None, None)`` outside scikit-learn."""
     frame: Any = sys._getframe(start)
     outer: tuple[int, str] | None = None
     split: Any = None
@@ -110,21 +114,22 @@ def sklearn_context(counter: _FoldCounter, start: int = 2) -> tuple[str | None, 
                     in_fold = True
                     split = frame.f_locals.get("split_progress")
                     candidate = frame.f_locals.get("candidate_progress")
-                owner = frame.f_locals.get("self") if name == "fit" else None
-                outer = (id(frame), f"{type(owner).__name__}.fit" if owner is not None else name)
+                if name not in _WRAPPERS and not name.startswith("_"):
+                    owner = frame.f_locals.get("self") if name == "fit" else None
+                    outer = (id(frame), f"{type(owner).__name__}.fit" if owner is not None else name)
             frame = frame.f_back
     finally:
         del frame
     if outer is None:
-        return None, None
+        return (None, None) if not in_fold else ("scikit-learn", None)
     via = outer[1]
-    if not in_fold:
-        return via, "refit"
+    if not in_fold:  # a search's final fit on all the data, or a fit scikit-learn does not number
+        return via, "refit" if via.endswith("SearchCV.fit") else f"fit {counter.next(outer)}"
     fold = _progress(split)
     if fold is None:
         return via, f"fold {counter.next(outer)}"
     cand = _progress(candidate)
-    return via, f"candidate {cand}, fold {fold}" if cand else f"fold {fold}"
+    return via, f"candidate {cand} fold {fold}" if cand else f"fold {fold}"
 
 
 def _progress(value: Any) -> str | None:
