@@ -151,3 +151,23 @@ def test_analyse_keeps_the_framework_events():
                     events=events, live=None)
     session = analyse(rec)
     assert Session.from_dict(session.to_dict()).events[0].detail["keras"] == "2"
+
+
+def test_compare_refuses_keras2_on_another_backend_in_one_line(capsys, tmp_path):
+    from closuretrace.cli.main import main
+
+    assert main(["compare", "--keras", "2", "--backend", "jax", "-q", "-o", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TensorFlow only" in err[0], err
+    assert main(["compare", "--backend", "theano", "-q"]) == 2
+    assert "unknown 'theano'" in capsys.readouterr().err
+
+
+def test_compare_scenarios_carry_keras_and_backend_to_their_process():
+    from closuretrace.experiment.run import CompareOptions, build_jobs
+    from closuretrace.experiment.scenarios import Scenario
+
+    spec = Scenario("recreate", "scalar", "same-optimizer", keras="3", backend="jax")
+    (job,) = build_jobs(CompareOptions(scenarios=[spec], checks=False))
+    assert job.env == {"KERAS_BACKEND": "jax"}
+    assert Scenario.from_dict(spec.to_dict()) == spec
