@@ -210,7 +210,7 @@ def test_hooks_are_removed_exactly_and_are_inert_afterwards(keras_mod):
             assert (name in keras.Model.__dict__) == had[name]
         stale_fit(x, y, verbose=0)  # after removal: forwards, ends no cycle of the finished profiler
         assert [c.label for c in prof.session.cycles] == ["end"]
-        assert [e.kind for e in prof.session.events] == ["compile"]
+        assert [e.kind for e in prof.session.events if e.kind != "framework"] == ["compile"]
 
 
 # -- 6. nested loss/metric structures --------------------------------------------------------------------

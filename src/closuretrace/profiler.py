@@ -329,7 +329,7 @@ class Profiler:
 def library_versions() -> dict[str, str]:
     """closuretrace's version and those of the libraries the program imported (never importing them)."""
     out = {"closuretrace": __version__}
-    for name in ("tensorflow", "keras", "numpy"):
+    for name in ("tensorflow", "keras", "tf_keras", "jax", "torch", "keras_tuner", "scikeras", "optuna", "numpy"):
         mod = sys.modules.get(name)
         v = getattr(mod, "__version__", None)
         if isinstance(v, str):

@@ -82,9 +82,11 @@ def _finding(session: Session, status: str) -> str:
         ]
         return f"{', '.join(parts)} (over {n} cycles after {warmup} warm-up)."
     if status == "inconclusive":
-        return (
-            f"{n} cycle(s) measured after {warmup} warm-up; a verdict needs at least {MIN_CYCLES}. Run more cycles."
-        )
+        from closuretrace.analysis.frameworks import unhooked_note
+
+        note = unhooked_note(session)
+        tail = f" {note}" if note else " Run more cycles."
+        return f"{n} cycle(s) measured after {warmup} warm-up; a verdict needs at least {MIN_CYCLES}.{tail}"
     growing = [session.metric_info(v.metric).label or v.metric for v in session.verdicts if v.state != "flat"]
     tail = f"; {', '.join(growing)} grow(s) below the noise floor" if growing else ""
     return f"nothing grows beyond its noise floor over {n} cycles after {warmup} warm-up{tail}."

@@ -25,7 +25,17 @@ from typing import Any
 
 from closuretrace.cli.errors import CLIError
 from closuretrace.experiment.run import usable_cores
-from closuretrace.experiment.scenarios import CAPTURES, COMPILES, STRATEGIES, Scenario, design, matrix, parse_list
+from closuretrace.experiment.scenarios import (
+    BACKENDS,
+    CAPTURES,
+    COMPILES,
+    KERASES,
+    STRATEGIES,
+    Scenario,
+    design,
+    matrix,
+    parse_list,
+)
 from closuretrace.outcome import EXIT_INTERRUPTED
 from closuretrace.renderers import render
 from closuretrace.reports import ReportError, err, report_paths, write_reports
@@ -102,12 +112,16 @@ def data_source(path: str | None) -> str:
     return "synthetic MNIST-shaped (seed 0)"
 
 
-def _need_keras() -> None:
-    missing = [m for m in ("tensorflow", "keras") if importlib.util.find_spec(m) is None]
+def _need_keras(keras: str = "3", backends: tuple[str, ...] = ("tensorflow",)) -> None:
+    needed = ["tensorflow" if keras == "2" or b == "tensorflow" else b for b in backends]
+    needed.append("tf_keras" if keras == "2" else "keras")
+    missing = [m for m in dict.fromkeys(needed) if importlib.util.find_spec(m) is None]
     if missing:
-        raise CLIError(
-            f"closuretrace compare needs {' and '.join(missing)}: pip install 'closuretrace[tensorflow]'"
-        )
+        hint = {
+            "tf_keras": "pip install --no-deps tf-keras", "jax": "pip install 'jax[cpu]'", "torch": "pip install torch"
+        }
+        how = "; ".join(dict.fromkeys(hint.get(m, "pip install 'closuretrace[tensorflow]'") for m in missing))
+        raise CLIError(f"closuretrace compare needs {' and '.join(missing)}: {how}")
 
 
 class CompareCommand:
@@ -168,6 +182,15 @@ class CompareCommand:
             "--full", action="store_true", help="every combination of the axes instead of the default design"
         )
         parser.add_argument(
+            "--keras", choices=KERASES, default="3",
+            help="Keras 3 (keras, the default) or Keras 2 (tf_keras, TensorFlow only)",
+        )
+        parser.add_argument(
+            "--backend", type=_list_arg(BACKENDS, "--backend"), default=["tensorflow"], metavar="LIST",
+            help=f"Keras 3 backends, comma-separated, from {','.join(BACKENDS)}; each scenario runs in its own "
+            "process with KERAS_BACKEND set, and each backend gets its own report (default: tensorflow)",
+        )
+        parser.add_argument(
             "--jobs", "-j", type=_positive_int("--jobs"), default=None, metavar="N",
             help=f"processes at a time (default: the cores, here {usable_cores()})",
         )
@@ -187,18 +210,44 @@ class CompareCommand:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """``compare``; raises :class:`CLIError` for anything the user can fix."""
-    from closuretrace.experiment.run import CompareInterrupted, CompareOptions, run_compare
+    """``compare``; raises :class:`CLIError` for anything the user can fix.
 
+    With several ``--backend`` values the matrix runs once per backend, each with its own report (the report
+    paths get ``-<backend>`` before their extension), and the exit status is the worst of them.
+    """
+    keras = getattr(args, "keras", "3")
+    backends = list(getattr(args, "backend", None) or ["tensorflow"])
+    if keras == "2" and backends != ["tensorflow"]:
+        raise CLIError("--keras 2 (tf_keras) runs on TensorFlow only: leave out --backend")
     data = check_data(args.data) if args.data else None
     triples = matrix(args.strategies, args.captures, args.compiles, full=args.full)
     if not triples:
         raise CLIError("no scenario to run with these --strategies/--captures/--compiles")
-    _need_keras()
+    _need_keras(keras, tuple(backends))
     try:
         outputs = report_paths(args.output, "compare")
     except ReportError as exc:
         raise CLIError(str(exc)) from None
+    status = 0
+    for backend in backends:
+        paths = outputs if len(backends) == 1 else [p.with_name(f"{p.stem}-{backend}{p.suffix}") for p in outputs]
+        status = max(status, _run_one(args, triples, data, paths, keras, backend))
+        if status == EXIT_INTERRUPTED:
+            break
+    return status
+
+
+def _run_one(
+    args: argparse.Namespace,
+    triples: list[tuple[str, str, str]],
+    data: str | None,
+    outputs: list[Path],
+    keras: str,
+    backend: str,
+) -> int:
+    """The matrix on one Keras and backend, its report written to ``outputs``."""
+    from closuretrace.experiment.run import CompareInterrupted, CompareOptions, run_compare
+
     jobs = args.jobs or usable_cores()
     options = CompareOptions(
         scenarios=[
@@ -211,6 +260,8 @@ def execute(args: argparse.Namespace) -> int:
                 samples=args.samples,
                 capture_bytes=round(args.capture_mb * 1000**2),
                 data=data,
+                keras=keras,
+                backend=backend,
             )
             for s, c, m in triples
         ],
@@ -234,6 +285,8 @@ def execute(args: argparse.Namespace) -> int:
     session.run.python = platform.python_version()
     session.run.platform = platform.platform()
     session.run.cwd = os.getcwd()
+    session.settings["keras"] = "Keras 2 (tf_keras)" if keras == "2" else "Keras 3 (keras)"
+    session.settings["backend"] = backend
     try:
         written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
     except ReportError as exc:

@@ -40,6 +40,8 @@ class Job:
     total: int = 1
     #: expected cost, for the order of starting (most expensive first)
     weight: float = 1.0
+    #: set in the process's environment on top of :func:`child_env` (e.g. ``KERAS_BACKEND``)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -305,7 +307,7 @@ def _start(job: Job, tmp: str, env: dict[str, str], events: queue.Queue[tuple[st
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=err,
-        env=env,
+        env={**env, **job.env} if job.env else env,
         text=True,
         encoding="utf-8",
         errors="replace",

@@ -79,6 +79,7 @@ def build_jobs(options: CompareOptions) -> list[Job]:
                 args=["--spec", json.dumps(spec.to_dict())],
                 total=s.cycles,
                 weight=_weight(s),
+                env=s.env(),
             )
         )
     if options.checks:

@@ -40,31 +40,49 @@ MAX_TYPES = 8
 
 def outer_mean_loss(args: Any) -> Any:
     """The seed's factory for an array capture: cross-entropy plus the mean of the captured array."""
-    import keras
+    from closuretrace.examples.seed import keras_module
+
+    keras = keras_module()
+    ops = getattr(keras, "ops", None)
+    if ops is not None:
+        mean = ops.mean
+    else:  # Keras 2: TensorFlow's own
+        import tensorflow as tf
+
+        mean = tf.reduce_mean
 
     def loss_function(y_true: Any, y_pred: Any) -> Any:
-        return keras.losses.categorical_crossentropy(y_true, y_pred) + keras.ops.mean(args)
+        return keras.losses.categorical_crossentropy(y_true, y_pred) + mean(args)
 
     return loss_function
 
 
 def make_capture(kind: str, value: float, nbytes: int) -> Any:
-    """The value the closure captures: ``value`` itself, or ``nbytes`` of float32 elements all equal to it."""
+    """The value the closure captures: ``value`` itself, or ``nbytes`` of float32 elements all equal to it (a
+    tensor and a variable of the Keras and backend the seed uses: :func:`closuretrace.examples.seed.use_keras`)."""
     if kind == "scalar":
         return float(value)
     import numpy as np
 
+    from closuretrace.examples.seed import keras_module
+
     arr = np.full(max(1, nbytes // 4), value, dtype=np.float32)
     if kind == "numpy":
         return arr
+    keras = keras_module()
+    multi = hasattr(keras, "ops")  # Keras 3; Keras 2 is TensorFlow's
     if kind == "tensor":
+        if multi:
+            return keras.ops.convert_to_tensor(arr)
         import tensorflow as tf
 
         return tf.constant(arr)
     if kind == "variable":
-        import keras
+        if multi:
+            return keras.Variable(arr, trainable=False, name="captured")
+        import tensorflow as tf
 
-        return keras.Variable(arr, trainable=False, name="captured")
+        return tf.Variable(arr, trainable=False, name="captured")
     raise ValueError(f"unknown capture kind {kind!r}")
 
 
@@ -161,16 +179,22 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
         "strategy": spec.strategy,
         "capture": spec.capture,
         "compile": spec.compile,
+        "keras": spec.keras,
+        "backend": spec.backend,
         "pid": os.getpid(),
         "error": None,
     }
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    os.environ["KERAS_BACKEND"] = spec.backend  # before Keras is imported (the pool sets it too)
     import numpy as np
-    import tensorflow as tf
 
+    from closuretrace.examples import seed
+
+    seed.use_keras(spec.keras)
+    keras = seed.keras_module()
     timings: dict[str, float] = {"import": time.perf_counter() - t_start}
-    if spec.threads:
+    tf: Any = sys.modules.get("tensorflow") if spec.backend == "tensorflow" else None
+    if spec.threads and tf is not None:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
             tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
@@ -217,8 +241,12 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
     out["final_accuracy"] = finite_or_none(history.get("accuracy"))
     timings["total"] = time.perf_counter() - t_start
     out["timings"] = timings
-    out["versions"] = {"tensorflow": str(tf.__version__), "keras": str(keras.__version__),
-                       "numpy": str(np.__version__)}
+    out["versions"] = {"keras": str(keras.__version__), "numpy": str(np.__version__)}
+    for name in ("tensorflow", "jax", "torch"):
+        mod = sys.modules.get(name)
+        if mod is not None and isinstance(getattr(mod, "__version__", None), str):
+            out["versions"][name] = str(mod.__version__)
+    out["versions"]["backend"] = spec.backend
     return out
 
 
@@ -234,11 +262,10 @@ def _run_loop(
 
     Everything the loop makes is a local of this function, so it is gone when the profiler analyses the run.
     """
-    import keras
-
     from closuretrace.examples import data, seed
     from closuretrace.instrument.track import track
 
+    keras = seed.keras_module()
     t_setup = time.perf_counter()
     ds = data.load(spec.data, spec.samples)
     out["data"] = ds.source
