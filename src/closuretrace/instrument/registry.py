@@ -13,6 +13,7 @@ each factory and type is noted as a ``not_callable`` event of the run instead.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import weakref
 from collections import Counter
@@ -46,6 +47,7 @@ class ClosureRegistry:
         self._clock = clock
         self._on_event = on_event
         self._records: list[ClosureRecord] = []
+        self._serials = itertools.count(1)
         # id(obj) -> weak reference (carrying the record) for watched objects that are alive.
         self._live: dict[int, _Ref] = {}
         # id -> serial of the last watched object that died at that address.
@@ -95,7 +97,7 @@ class ClosureRegistry:
         # Positional: this runs on every call of a tracked factory. getrefcount's own argument and this
         # frame's ``obj`` are ours too (the 2).
         rec = ClosureRecord(
-            len(self._records) + 1,
+            next(self._serials),  # atomic: threads that register at once get distinct serials
             oid,
             factory or factory_of(qualname, module),
             qualname,
