@@ -107,81 +107,89 @@ class MannKendall:
     exact: bool
 
 
-def mann_kendall(values: Sequence[float]) -> MannKendall:
+def mann_kendall(values: Sequence[float], blocks: Sequence[int] | None = None) -> MannKendall:
     """The Mann-Kendall test for a rise: ``s`` sums the sign of every later-minus-earlier pair.
 
-    ``p_rise`` is exact for ``n <= EXACT_MAX`` (every arrangement of the values equally likely, ties kept); above,
-    the normal approximation with the tie-corrected variance and a continuity correction.
+    ``blocks`` splits the values into consecutive segments (sizes summing to ``len(values)``; one segment by
+    default) and only pairs within a segment count, as in the seasonal Kendall test: the segments between two
+    one-off steps. ``p_rise`` is exact for ``n <= EXACT_MAX`` (every arrangement of each segment's values equally
+    likely, ties kept); above, the normal approximation with the tie-corrected variance and a continuity
+    correction.
 
     >>> t = mann_kendall([1, 2, 3, 4, 5])
     >>> t.s, round(t.p_rise, 4)  # only 1 of the 120 orders rises every time
     (10, 0.0083)
     """
     n = len(values)
-    s = 0
-    for i in range(n - 1):
-        yi = values[i]
-        for yj in values[i + 1 :]:
-            s += (yj > yi) - (yj < yi)
-    groups = tuple(sorted(_tie_groups(values)))
+    sizes = _sizes(n, blocks)
+    s = sum(_kendall_s(part) for part in _split(values, sizes))
     if n < 2:
         return MannKendall(s, n, 1.0, True)
+    ties = [tuple(sorted(_tie_groups(part))) for part in _split(values, sizes)]
     if n <= EXACT_MAX:
-        counts = _inversions(groups)
-        untied = n * (n - 1) // 2 - sum(t * (t - 1) // 2 for t in groups)
+        counts = _convolve([_inversions(t) for t in ties])
+        untied = sum(_pairs(m) - sum(_pairs(t) for t in g) for m, g in zip(sizes, ties))
         # S = untied - 2 * inversions, so S >= s  <=>  inversions <= (untied - s) / 2
         k = (untied - s) // 2
         p = sum(counts[: k + 1]) / sum(counts) if k >= 0 else 0.0
         return MannKendall(s, n, min(1.0, p), True)
-    var = (n * (n - 1) * (2 * n + 5) - sum(t * (t - 1) * (2 * t + 5) for t in groups)) / 18
+    var = sum(_var_s(m, g) for m, g in zip(sizes, ties))
     if var <= 0:
         return MannKendall(s, n, 1.0, False)
     z = (s - 1) / math.sqrt(var) if s > 0 else (s + 1) / math.sqrt(var) if s < 0 else 0.0
     return MannKendall(s, n, 0.5 * math.erfc(z / math.sqrt(2)), False)
 
 
-def theil_sen(values: Sequence[float], xs: Sequence[float] | None = None) -> Slope:
+def theil_sen(values: Sequence[float], xs: Sequence[float] | None = None, blocks: Sequence[int] | None = None) -> Slope:
     """The Theil-Sen slope (median of all pairwise slopes) with Sen's 95% interval (order statistics of the
     pairwise slopes chosen by Kendall's distribution; exact up to :data:`EXACT_MAX` points).
 
-    The interval is infinite where no 95% rank interval exists (fewer than 5 points). One point can move the
-    median slope by at most one rank: about 29% of the points must be wrong to carry it anywhere (its breakdown
-    point), against a single point for least squares.
+    With ``blocks`` (see :func:`mann_kendall`) only pairs within a segment count: one slope shared by segments
+    whose levels differ, the segments between one-off steps. ``intercept`` is the first segment's. The interval
+    is infinite where no 95% rank interval exists (fewer than 5 points). One point moves the median slope by at
+    most one rank: about 29% of the points must be wrong to carry it anywhere (its breakdown point), against a
+    single point for least squares.
 
     >>> s = theil_sen([0, 1, 2, 30, 4, 5, 6])  # one outlier: least squares: 1.0 [-4.4, +6.4]
     >>> s.slope, s.low, s.high
     (1.0, 1.0, 1.0)
     """
     n = len(values)
-    xv = list(range(n)) if xs is None else list(xs)
-    slopes = sorted(
-        (values[j] - values[i]) / (xv[j] - xv[i]) for i in range(n - 1) for j in range(i + 1, n) if xv[j] != xv[i]
-    )
-    if not slopes:
-        return Slope(math.nan, -math.inf, math.inf, n, float(values[0]) if n else math.nan)
-    if any(not math.isfinite(v) for v in (slopes[0], slopes[-1])):
-        return Slope(math.nan, -math.inf, math.inf, n, math.nan)
+    sizes = _sizes(n, blocks)
+    xv = [float(x) for x in (range(n) if xs is None else xs)]
+    slopes: list[float] = []
+    for px, py in zip(_split(xv, sizes), _split(values, sizes)):
+        m = len(py)
+        pairs = ((i, j) for i in range(m - 1) for j in range(i + 1, m) if px[j] != px[i])
+        slopes.extend((py[j] - py[i]) / (px[j] - px[i]) for i, j in pairs)
+    slopes.sort()
+    first = sizes[0] if sizes else 0
+    if not slopes or not (math.isfinite(slopes[0]) and math.isfinite(slopes[-1])):
+        return Slope(math.nan, -math.inf, math.inf, n, float(values[0]) if n == 1 else math.nan)
     b = _median(slopes)
-    a = _median([y - b * x for x, y in zip(xv, values)])
-    k = sen_rank(n)
+    a = _median([y - b * x for x, y in zip(xv[:first], values[:first])])
+    k = sen_rank(sizes)
     if k is None or k >= len(slopes) - 1 - k:
         return Slope(b, -math.inf, math.inf, n, a)
     return Slope(b, slopes[k], slopes[len(slopes) - 1 - k], n, a)
 
 
-def sen_rank(n: int, alpha: float = 0.05) -> int | None:
+def sen_rank(n: int | Sequence[int], alpha: float = 0.05) -> int | None:
     """The 0-based rank ``k`` of the lower bound among the sorted pairwise slopes: the interval is
-    ``[slopes[k], slopes[N-1-k]]``. ``None`` where no interval at level ``1 - alpha`` exists (n < 5 at 95%).
+    ``[slopes[k], slopes[N-1-k]]``. ``n`` is the number of points, or the sizes of the segments. ``None`` where no
+    interval at level ``1 - alpha`` exists (fewer than 5 points at 95%).
 
     The true slope lies below ``slopes[k]`` exactly when Kendall's S of the detrended values is at least
-    ``N - 2k``; ``k`` is the largest rank with that chance at most ``alpha / 2``.
+    ``N - 2k`` (no ties); ``k`` is the largest rank with that chance at most ``alpha / 2``.
     """
-    if n < 2:
+    sizes = [n] if isinstance(n, int) else list(n)
+    total_n = sum(sizes)
+    big_n = sum(_pairs(m) for m in sizes)
+    if big_n < 1:
         return None
-    big_n = n * (n - 1) // 2
-    if n <= EXACT_MAX:
-        counts = _inversions((1,) * n)
-        limit = alpha / 2 * math.factorial(n)
+    if total_n <= EXACT_MAX:
+        counts = _convolve([_inversions((1,) * m) for m in sizes])
+        limit = alpha / 2 * sum(counts)
         total, k = 0, -1
         for c in counts:
             total += c
@@ -189,9 +197,61 @@ def sen_rank(n: int, alpha: float = 0.05) -> int | None:
                 break
             k += 1
         return k if k >= 0 else None
-    sd = math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
+    sd = math.sqrt(sum(_var_s(m, ()) for m in sizes))
     k = math.floor((big_n - 1 - _z(1 - alpha / 2) * sd) / 2)
     return k if k >= 0 else None
+
+
+def _pairs(m: int) -> int:
+    return m * (m - 1) // 2
+
+
+def _var_s(m: int, ties: Sequence[int]) -> float:
+    """The variance of Kendall's S over ``m`` points with tie groups ``ties`` and no trend."""
+    return (m * (m - 1) * (2 * m + 5) - sum(t * (t - 1) * (2 * t + 5) for t in ties)) / 18
+
+
+def _kendall_s(values: Sequence[float]) -> int:
+    s = 0
+    for i in range(len(values) - 1):
+        yi = values[i]
+        for yj in values[i + 1 :]:
+            s += (yj > yi) - (yj < yi)
+    return s
+
+
+def _sizes(n: int, blocks: Sequence[int] | None) -> list[int]:
+    if blocks is None:
+        return [n] if n else []
+    sizes = [b for b in blocks if b > 0]
+    if sum(sizes) != n:
+        raise ValueError(f"blocks {list(blocks)} do not add up to {n} values")
+    return sizes
+
+
+def _split(values: Sequence[float], sizes: Sequence[int]) -> list[Sequence[float]]:
+    out: list[Sequence[float]] = []
+    start = 0
+    for m in sizes:
+        out.append(values[start : start + m])
+        start += m
+    return out
+
+
+def _convolve(polys: Sequence[Sequence[int]]) -> list[int]:
+    """The product of polynomials (the distribution of a sum of independent counts)."""
+    out = [1]
+    for p in polys:
+        if len(p) == 1:
+            out = [c * p[0] for c in out]
+            continue
+        prod = [0] * (len(out) + len(p) - 1)
+        for i, a in enumerate(out):
+            if a:
+                for j, b in enumerate(p):
+                    prod[i + j] += a * b
+        out = prod
+    return out
 
 
 def _z(p: float) -> float:

@@ -4,7 +4,8 @@
 the Theil-Sen slope with Sen's interval and runs the Mann-Kendall test on what is left, and classifies the shape:
 
 * ``step``: one or two one-off jumps, flat otherwise;
-* ``bounded``: rose, then stayed within the noise of one level for the last :func:`plateau_min` cycles or more;
+* ``bounded``: rose (Mann-Kendall), then stayed within the noise of one level for the last :func:`plateau_min`
+  cycles or more;
 * ``growth``: a consistent rise (Mann-Kendall) with an interval clear of zero, over :data:`DECIDE_AT` cycles or more;
 * ``undecided``: rising, but over fewer cycles than a cache that fills could be told from a leak by (or fewer
   than :data:`MIN_POINTS` points: nothing can be told);
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from closuretrace.analysis.stats import MAX_POINTS, fit_slope, mann_kendall, median, theil_sen
 from closuretrace.session import Shape, Step
@@ -42,8 +43,9 @@ PLATEAU_MIN = 5
 PLATEAU_FRACTION = 0.25
 #: A plateau is a level the values stay within max(noise floor, this many robust standard deviations) of.
 PLATEAU_SDS = 3.0
-#: A plateau's own slope is at most this fraction of the rate at which the series rose to it.
-PLATEAU_SLOPE_RATIO = 0.25
+#: A plateau's own slope (the upper end of its 95% interval) is at most this fraction of the rate at which the
+#: series rose to it.
+PLATEAU_SLOPE_RATIO = 0.5
 #: A rise over fewer measured cycles than this could still be a cache that fills: its shape is ``undecided``.
 DECIDE_AT = 2 * PLATEAU_MIN
 
@@ -120,45 +122,43 @@ def trend(series: Sequence[float], floor: float = 0.0, cycles: Sequence[int] | N
 
 def _trend(xs: list[int], ys: list[float], floor: float, labels: list[int]) -> Trend:
     n = len(ys)
-    jumps = find_steps(ys, floor)
-    adjusted = list(ys)
-    for pos, excess in jumps:
-        for k in range(pos, n):
-            adjusted[k] -= excess
-    steps = [Step(cycle=labels[xs[pos]], delta=excess) for pos, excess in jumps]
-    if n > MAX_POINTS:  # evenly spaced points keep the pairwise slopes to ~125k
-        keep = sorted({round(i * (n - 1) / (MAX_POINTS - 1)) for i in range(MAX_POINTS)})
-        fx, fy = [xs[i] for i in keep], [adjusted[i] for i in keep]
-    else:
-        fx, fy = xs, adjusted
+    cuts = [pos for pos, _ in find_steps(ys, floor)]
+    keep = range(n) if n <= MAX_POINTS else sorted({round(i * (n - 1) / (MAX_POINTS - 1)) for i in range(MAX_POINTS)})
+    fx, fy = [xs[i] for i in keep], [ys[i] for i in keep]
+    # segments between steps: only pairs within one count, so a jump moves neither the slope nor the test
+    segment = [sum(1 for c in cuts if c <= i) for i in keep]
+    sizes = [segment.count(b) for b in range(len(cuts) + 1)]
     if n >= ROBUST_FROM:
-        s, estimator = theil_sen(fy, fx), "theil-sen"
+        s, estimator = theil_sen(fy, fx, sizes), "theil-sen"
     else:
         s, estimator = fit_slope(fy), "least-squares"
-    if not all(math.isfinite(v) for v in (s.slope, s.intercept)) and n >= 2:
-        return Trend(math.nan, -math.inf, math.inf, n, math.nan, estimator, 1.0, "undecided", steps)
-    p_rise = mann_kendall(fy).p_rise if n >= 2 else 1.0
+    if n >= 2 and not (math.isfinite(s.slope) and math.isfinite(s.intercept)):
+        return Trend(math.nan, -math.inf, math.inf, n, math.nan, estimator, 1.0, "undecided")
+    p_rise = mann_kendall(fy, sizes).p_rise if n >= 2 else 1.0
+    # each segment's level on the common slope; a step is the difference between two neighbours
+    levels = [median([y - s.slope * x for x, y, b in zip(fx, fy, segment) if b == k]) for k in range(len(cuts) + 1)]
+    steps = [Step(cycle=labels[xs[c]], delta=levels[k + 1] - levels[k]) for k, c in enumerate(cuts)]
+    adjusted = [y - (levels[sum(1 for c in cuts if c <= i)] - levels[0]) for i, y in enumerate(ys)]
     base = Trend(s.slope, s.low, s.high, n, s.intercept, estimator, p_rise, "undecided", steps)
     if n < MIN_POINTS:
         return base
-    plateau = _plateau(adjusted, floor)
-    if plateau is not None:
-        j = plateau
-        level = median(ys[j:])
-        return Trend(s.slope, s.low, s.high, n, s.intercept, estimator, p_rise, "bounded", steps,
-                     plateau=level, plateau_cycle=labels[xs[j]], flat_for=n - 1 - j)
+    j = _plateau(adjusted, floor) if p_rise < ALPHA else None
+    if j is not None:
+        return replace(base, shape="bounded", plateau=median(ys[j:]), plateau_cycle=labels[xs[j]], flat_for=n - 1 - j)
     if steps and not base.rising:
-        shape: Shape = "step"
-    elif base.rising:
-        shape = "growth" if n >= DECIDE_AT else "undecided"
-    else:
-        shape = "flat"
-    return Trend(s.slope, s.low, s.high, n, s.intercept, estimator, p_rise, shape, steps)
+        return replace(base, shape="step")
+    if base.rising:
+        return replace(base, shape="growth" if n >= DECIDE_AT else "undecided")
+    return replace(base, shape="flat")
 
 
 def _plateau(ys: list[float], floor: float) -> int | None:
-    """The position where the series reached the level it then kept (see :data:`PLATEAU_MIN` and the other
-    plateau constants), or None where it did not rise to one."""
+    """The position where the series reached the level it then kept, or None where it did not rise to one.
+
+    A plateau: the last :func:`plateau_min` values or more stay within max(noise floor, :data:`PLATEAU_SDS`
+    robust standard deviations) of their median, after a rise larger than that, and its own slope is clearly
+    slower than the rise: the upper end of its 95% interval at most :data:`PLATEAU_SLOPE_RATIO` of the rise rate.
+    """
     n = len(ys)
     need = plateau_min(n)
     if n < need + 2:
@@ -178,8 +178,7 @@ def _plateau(ys: list[float], floor: float) -> int | None:
     if not rise > tol:
         return None
     tail = ys[j:] if n - j <= MAX_POINTS else ys[-MAX_POINTS:]
-    tail_slope = theil_sen(tail).slope if len(tail) >= 2 else 0.0
-    if not tail_slope <= PLATEAU_SLOPE_RATIO * rise / j:
+    if not theil_sen(tail).high <= PLATEAU_SLOPE_RATIO * rise / j:
         return None
     return j
 
