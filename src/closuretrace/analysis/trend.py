@@ -4,8 +4,7 @@
 the Theil-Sen slope with Sen's interval and runs the Mann-Kendall test on what is left, and classifies the shape:
 
 * ``step``: one or two one-off jumps, flat otherwise;
-* ``bounded``: rose (Mann-Kendall), then stayed within the noise of one level for the last :func:`plateau_min`
-  cycles or more;
+* ``bounded``: rose, then stayed within the noise of one level for the last :func:`plateau_min` cycles or more;
 * ``growth``: a consistent rise (Mann-Kendall) with an interval clear of zero, over :data:`DECIDE_AT` cycles or more;
 * ``undecided``: rising, but over fewer cycles than a cache that fills could be told from a leak by (or fewer
   than :data:`MIN_POINTS` points: nothing can be told);
@@ -33,7 +32,7 @@ ROBUST_FROM = 5
 ALPHA = 0.05
 #: A per-cycle change is a step when it is this many robust standard deviations (1.4826 x the median absolute
 #: deviation) away from the median change ...
-STEP_MADS = 5.0
+STEP_MADS = 6.0
 #: ... and this many times the median change itself (a leak's lumpier cycle is not a step) ...
 STEP_REL = 3.0
 #: ... and at most this many such changes, one per 5 changes at most: more are the trend itself (a staircase).
@@ -85,8 +84,9 @@ def find_steps(values: Sequence[float], floor: float = 0.0) -> list[tuple[int, f
 
     A change ``values[i+1] - values[i]`` is a step when its distance from the median change exceeds the noise
     floor, :data:`STEP_MADS` robust standard deviations of the changes and :data:`STEP_REL` times the median
-    change. If more changes than :data:`MAX_STEPS` (or one per 5 changes) qualify, none is a step: regular jumps
-    are how the series grows.
+    change. If more changes than :data:`MAX_STEPS` (or one per 5 changes) qualify, or one has a neighbour half
+    as large the same way, none is a step: regular jumps are how the series grows, and large changes in a row
+    are a ramp.
     """
     n = len(values)
     limit = min(MAX_STEPS, (n - 1) // 5)
@@ -97,8 +97,14 @@ def find_steps(values: Sequence[float], floor: float = 0.0) -> list[tuple[int, f
     dev = [d - m for d in diffs]
     sd = 1.4826 * median([abs(d) for d in dev])
     threshold = max(floor, STEP_MADS * sd, STEP_REL * abs(m))
-    found = [(i + 1, d) for i, d in enumerate(dev) if abs(d) > threshold]
-    return found if len(found) <= limit else []
+    found = [i for i, d in enumerate(dev) if abs(d) > threshold]
+    # a change next to one of a like size (half to twice it, the same way) is part of a ramp: not a one-off jump
+    ramp = any(
+        dev[i] ** 2 / 2 < dev[k] * dev[i] < 2 * dev[i] ** 2 for i in found for k in (i - 1, i + 1) if 0 <= k < len(dev)
+    )
+    if len(found) > limit or ramp:
+        return []
+    return [(i + 1, dev[i]) for i in found]
 
 
 def trend(series: Sequence[float], floor: float = 0.0, cycles: Sequence[int] | None = None) -> Trend:
@@ -142,7 +148,7 @@ def _trend(xs: list[int], ys: list[float], floor: float, labels: list[int]) -> T
     base = Trend(s.slope, s.low, s.high, n, s.intercept, estimator, p_rise, "undecided", steps)
     if n < MIN_POINTS:
         return base
-    j = _plateau(adjusted, floor) if p_rise < ALPHA else None
+    j = _plateau(adjusted, floor, p_rise)
     if j is not None:
         return replace(base, shape="bounded", plateau=median(ys[j:]), plateau_cycle=labels[xs[j]], flat_for=n - 1 - j)
     if steps and not base.rising:
@@ -152,30 +158,38 @@ def _trend(xs: list[int], ys: list[float], floor: float, labels: list[int]) -> T
     return replace(base, shape="flat")
 
 
-def _plateau(ys: list[float], floor: float) -> int | None:
+def _plateau(ys: list[float], floor: float, p_rise: float) -> int | None:
     """The position where the series reached the level it then kept, or None where it did not rise to one.
 
-    A plateau: the last :func:`plateau_min` values or more stay within max(noise floor, :data:`PLATEAU_SDS`
-    robust standard deviations) of their median, after a rise larger than that, and its own slope is clearly
-    slower than the rise: the upper end of its 95% interval at most :data:`PLATEAU_SLOPE_RATIO` of the rise rate.
+    A plateau: the last :func:`plateau_min` values or more stay within a tolerance of their median (one in ten
+    may stray): the noise floor, or :data:`PLATEAU_SDS` robust standard deviations of the noise at that level
+    (from the changes between the last values, so a trend cancels), whichever is larger. Before it, the series
+    rose by more than the tolerance, a rise the Mann-Kendall test finds (over the whole series, ``p_rise``, or
+    up to the plateau). And the plateau's own slope is clearly slower than the rise: the upper end of its 95%
+    interval is at most :data:`PLATEAU_SLOPE_RATIO` of the rise rate.
     """
     n = len(ys)
     need = plateau_min(n)
     if n < need + 2:
         return None
-    diffs = [b - a for a, b in zip(ys, ys[1:])]
+    last = ys[-need:]
+    level = median(last)
+    diffs = [b - a for a, b in zip(last, last[1:])]  # the noise at the level, from its changes (a trend cancels)
     m = median(diffs)
-    sd = 1.4826 * median([abs(d - m) for d in diffs]) / math.sqrt(2)
-    tol = max(floor, PLATEAU_SDS * sd)
-    level = median(ys[-need:])
-    j = n
-    while j > 0 and abs(ys[j - 1] - level) <= tol:
-        j -= 1
+    tol = max(floor, PLATEAU_SDS * 1.4826 * median([abs(d - m) for d in diffs]) / math.sqrt(2))
+    j, misses = n, 0
+    for k in range(n - 1, -1, -1):  # back from the end while the values keep to the level (1 in 10 may not)
+        if abs(ys[k] - level) <= tol:
+            j = k
+        else:
+            misses += 1
+            if misses > max(1, (n - k) // 10):
+                break
     if n - j < need or j < 1:
         return None
     head = median(ys[: min(3, j)])
     rise = level - head
-    if not rise > tol:
+    if not rise > tol or not (p_rise < ALPHA or mann_kendall(ys[: j + 1]).p_rise < ALPHA):
         return None
     tail = ys[j:] if n - j <= MAX_POINTS else ys[-MAX_POINTS:]
     if not theil_sen(tail).high <= PLATEAU_SLOPE_RATIO * rise / j:
