@@ -1,7 +1,9 @@
 """A metric's trend over the measured cycles: robust slope and interval, one-off steps, and the series' shape.
 
-:func:`trend` is the one entry: it finds one-off jumps (:func:`find_steps`), takes them out of the series, fits
-the Theil-Sen slope with Sen's interval and runs the Mann-Kendall test on what is left, and classifies the shape:
+:func:`trend` is the one entry: it finds one-off jumps (:func:`find_steps`), splits the series at them, fits one
+Theil-Sen slope with Sen's interval and runs the Mann-Kendall test over pairs within the segments (so a jump
+moves neither), measures each jump as the difference between the levels of its segments, and classifies the
+shape:
 
 * ``step``: one or two one-off jumps, flat otherwise;
 * ``bounded``: rose, then stayed within the noise of one level for the last :func:`plateau_min` cycles or more;
@@ -40,7 +42,8 @@ MAX_STEPS = 2
 #: A plateau lasts at least this many cycles, and at least this fraction of the measured cycles.
 PLATEAU_MIN = 5
 PLATEAU_FRACTION = 0.25
-#: A plateau is a level the values stay within max(noise floor, this many robust standard deviations) of.
+#: A plateau is a level the values stay within max(noise floor, this many robust standard deviations of the noise
+#: at that level) of.
 PLATEAU_SDS = 3.0
 #: A plateau's own slope (the upper end of its 95% interval) is at most this fraction of the rate at which the
 #: series rose to it.
