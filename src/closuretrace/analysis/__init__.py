@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from closuretrace.recording import Recording
-from closuretrace.session import Session, Status
+from closuretrace.session import Session, Status, Verdict
 from closuretrace.units import fmt_rate
 
 __all__ = ["analyse", "conclude"]
@@ -87,6 +87,12 @@ def _finding(session: Session, status: str) -> str:
         note = unhooked_note(session)
         tail = f" {note}" if note else " Run more cycles."
         return f"{n} cycle(s) measured after {warmup} warm-up; a verdict needs at least {MIN_CYCLES}.{tail}"
-    growing = [session.metric_info(v.metric).label or v.metric for v in session.verdicts if v.state != "flat"]
+
+    def label(v: Verdict) -> str:
+        return session.metric_info(v.metric).label or v.metric
+
+    growing = [label(v) for v in session.verdicts if v.state != "flat" and v.shape != "bounded"]
+    bounded = [label(v) for v in session.verdicts if v.shape == "bounded" and v.state != "too_few"]
     tail = f"; {', '.join(growing)} grow(s) below the noise floor" if growing else ""
+    tail += f"; {', '.join(bounded)} rose, then stopped (bounded)" if bounded else ""
     return f"nothing grows beyond its noise floor over {n} cycles after {warmup} warm-up{tail}."

@@ -143,7 +143,7 @@ class ScenarioResult:
         simple = {k: v for k, v in d.items() if k not in ("cycles", "verdicts", "growing_types", "steps")}
         rec: ScenarioResult = build(cls, simple)
         rec.cycles = [CycleSample.from_dict(as_object(c, "cycle")) for c in as_list(d, "cycles")]
-        rec.verdicts = [build(Verdict, v) for v in as_list(d, "verdicts")]
+        rec.verdicts = [Verdict.from_dict(v) for v in as_list(d, "verdicts")]
         rec.growing_types = [build(GrowingType, g) for g in as_list(d, "growing_types")]
         rec.steps = [step_values(as_object(s, "step")) for s in as_list(d, "steps")]
         rec.retention_roots = [str(r) for r in rec.retention_roots]

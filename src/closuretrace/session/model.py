@@ -136,12 +136,29 @@ class MetricInfo:
     covers: str = ""
 
 
+#: A verdict's series, by shape: ``flat``; ``growth`` (a steady rise); ``bounded`` (rose, then stayed flat, e.g. a
+#: cache that filled); ``step`` (one-off jumps, flat otherwise); ``undecided`` (too few cycles to tell). ``""`` in
+#: files written before shapes.
+Shape = Literal["flat", "growth", "bounded", "step", "undecided", ""]
+
+
+@dataclass
+class Step:
+    """A one-off jump of a metric: ``delta`` beyond its usual per-cycle change, in the cycle numbered ``cycle``."""
+
+    cycle: int
+    delta: float
+
+
 @dataclass
 class Verdict:
-    """Growth of one metric per cycle: least-squares slope with a 95% confidence interval, and the verdict.
+    """Growth of one metric per cycle: a robust slope with its 95% confidence interval, and the verdict.
 
     ``state`` is the judgement (see :data:`VerdictState`); ``leak`` is ``state == "leak"``, kept for readers of
-    the JSON. Both are set by :mod:`closuretrace.analysis.verdicts`, the one place the rule lives.
+    the JSON. Both are set by :mod:`closuretrace.analysis.verdicts`, the one place the rule lives. ``estimator``
+    names how the slope and its interval were fitted (``theil-sen``; ``least-squares`` with fewer than 5 cycles
+    and in files written before robust verdicts); ``steps`` are the one-off jumps left out of the slope and
+    ``shape`` is the series' shape (see :data:`Shape`).
     """
 
     metric: str
@@ -157,6 +174,20 @@ class Verdict:
     state: VerdictState | Literal[""] = ""
     #: the fitted line's value at the first measured cycle (charts draw the fit from it; NaN when unknown)
     intercept: float = math.nan
+    shape: str = ""
+    estimator: str = ""
+    steps: list[Step] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Verdict:
+        """A verdict from JSON; files written before robust verdicts have no shape, steps or estimator (their
+        slopes were least-squares)."""
+        d = as_object(d, "verdict")
+        v: Verdict = build(cls, d)
+        v.steps = [build(Step, s) for s in v.steps]
+        if "estimator" not in d:
+            v.estimator = "least-squares"
+        return v
 
 
 @dataclass
@@ -327,7 +358,7 @@ class Session:
                 cycles=[CycleSample.from_dict(as_object(c, "cycle")) for c in as_list(d, "cycles")],
                 closures=[_closure(c) for c in as_list(d, "closures")],
                 events=[build(Event, e) for e in as_list(d, "events")],
-                verdicts=[build(Verdict, v) for v in as_list(d, "verdicts")],
+                verdicts=[Verdict.from_dict(v) for v in as_list(d, "verdicts")],
                 growing_types=[build(GrowingType, g) for g in as_list(d, "growing_types")],
                 retention=[RetentionChain.from_dict(r) for r in as_list(d, "retention")],
                 advice=strings(d, "advice"),
