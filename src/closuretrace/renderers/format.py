@@ -29,8 +29,15 @@ STATE_CLASS: dict[str, str] = {"leak": "leak", "grows": "grows", "flat": "flat",
 STATUS_WORD: dict[str, str] = {"leak": "LEAK", "flat": "No leak", "inconclusive": "Inconclusive"}
 
 
+#: Shapes that say more than the state, shown in its place when the series is not a leak.
+SHAPE_WORD: dict[str, str] = {"bounded": "bounded (rose, then stopped)", "step": "one-off step"}
+
+
 def verdict_word(v: Verdict) -> str:
-    """The verdict's state as a report shows it (``"not judged"`` for a verdict the analysis never saw)."""
+    """The verdict's state as a report shows it (``"not judged"`` for a verdict the analysis never saw); a
+    series the analysis found bounded or a single step says so instead of "grows" or "flat"."""
+    if v.state not in ("leak", "too_few") and v.shape in SHAPE_WORD:
+        return SHAPE_WORD[v.shape]
     return STATE_WORD.get(v.state, "not judged")
 
 

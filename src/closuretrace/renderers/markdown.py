@@ -107,8 +107,10 @@ def render(session: Session) -> str:
         "",
         "## Verdicts",
         "",
-        f"Growth per cycle: least-squares slope over the cycles after {warmup} warm-up, with its 95% confidence "
-        "interval. A leak needs the interval clear of zero and the slope above the metric's noise floor.",
+        f"Growth per cycle: robust slope (Theil–Sen; least squares under 5 cycles) over the cycles after {warmup} "
+        "warm-up, with its 95% confidence interval; one-off steps are reported apart. A leak needs a consistent "
+        "rise, the interval clear of zero and the slope above the metric's noise floor; a series that rose and "
+        "stopped (bounded) is not one.",
         "",
     ]
     if session.verdicts:

@@ -92,7 +92,7 @@ def render_markdown(report: RunReport) -> str:
         "",
         escape(_summary_line(report)) + f" ({escape(fmt_seconds(report.duration_s))}).",
         "",
-        "Growth is per cycle: least-squares slope over the cycles after the warm-up, with its 95% confidence "
+        "Growth is per cycle: robust slope (Theil–Sen) over the cycles after the warm-up, with its 95% confidence "
         f"interval (needs at least {report.min_cycles} cycles). Closures alive: made by the test and still alive after "
         "its fixtures were torn down.",
         "",
@@ -144,8 +144,8 @@ def render_html(report: RunReport) -> str:
         "<title>closuretrace: tests ranked by growth</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>closuretrace: tests ranked by growth</h1>",
-        f"<p>{e(_summary_line(report))} ({e(fmt_seconds(report.duration_s))}). Growth is per cycle: least-squares "
-        "slope over the cycles after the warm-up, with its 95% confidence interval (needs at least "
+        f"<p>{e(_summary_line(report))} ({e(fmt_seconds(report.duration_s))}). Growth is per cycle: robust "
+        "slope (Theil–Sen) over the cycles after the warm-up, with its 95% confidence interval (needs at least "
         f"{report.min_cycles} cycles). Closures alive: made by the test and still alive after its fixtures were "
         "torn down.</p>",
     ]

@@ -38,13 +38,17 @@ def render(session: Session) -> str:
     if session.run.error:
         lines.append(f"  error: {session.run.error}")
     warmup = session.warmup
-    lines += ["", f"Verdicts (growth per cycle, least squares over the cycles after {warmup} warm-up, 95% CI)"]
+    lines += ["", f"Verdicts (growth per cycle, robust slope over the cycles after {warmup} warm-up, 95% CI)"]
     if session.verdicts:
         rows = [["metric", "per cycle", "95% CI", "verdict"]]
         for v in session.verdicts:
             label = session.metric_info(v.metric).label or v.metric
             rows.append([label, fmt_value(v.slope_per_cycle, v.unit, True), fmt_ci(v), verdict_word(v)])
         lines += _table(rows, right={1})
+        for v in session.verdicts:
+            if v.note and v.state != "too_few":
+                label = session.metric_info(v.metric).label or v.metric
+                lines += textwrap.wrap(f"{label}: {v.note}", WIDTH, initial_indent="  ", subsequent_indent="    ")
     else:
         lines.append("  (no cycles measured)")
 
@@ -95,7 +99,7 @@ def render_compare(session: CompareSession) -> str:
 
     lines = [cf.headline(session), ""]
     warmup = session.warmup
-    lines.append(f"Growth per cycle, steepest RSS first (least squares after {warmup} warm-up, 95% CI)")
+    lines.append(f"Growth per cycle, steepest RSS first (robust slope after {warmup} warm-up, 95% CI)")
     rows = [["#", "scenario", "RSS/cycle", "95% CI", "graphs", "traces", "closures", "s/cycle"]]
     for r in cf.ranking_rows(session):
         if not r["ok"]:
