@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from closuretrace.analysis import frameworks
 from closuretrace.analysis.loop import loop_shape
-from closuretrace.analysis.verdicts import measured
+from closuretrace.analysis.verdicts import MIN_CYCLES, measured
 from closuretrace.session import Session, Verdict
 from closuretrace.units import fmt_bytes, fmt_value
 
@@ -43,10 +43,10 @@ def _what_ran(session: Session) -> list[str]:
 def _too_few_cycles(session: Session) -> list[str]:
     warmup = session.warmup
     n = len(measured(session.cycles, warmup))
-    if n >= 3 or frameworks.unhooked_note(session):
+    if n >= MIN_CYCLES or frameworks.unhooked_note(session):
         return []
     return [
-        f"Only {n} cycle(s) were measured after the warm-up; a verdict needs at least 3. End cycles with "
+        f"Only {n} cycle(s) were measured after the warm-up; a verdict needs at least {MIN_CYCLES}. End cycles with "
         "Keras fit(), --cycle-on FUNCTION, or `with profiler.cycle():`, and run more of them."
     ]
 
@@ -190,7 +190,7 @@ def _closure_losses_do_not_reload(session: Session) -> list[str]:
 
 
 def _all_flat(session: Session) -> list[str]:
-    if session.leaks() or len(measured(session.cycles, session.warmup)) < 3:
+    if session.leaks() or len(measured(session.cycles, session.warmup)) < MIN_CYCLES:
         return []
     return ["No metric grows beyond its noise floor over the measured cycles: nothing here leaks per cycle."]
 

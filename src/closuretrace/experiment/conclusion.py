@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from closuretrace.analysis.pairs import RSS, pair_slope, ranking
+from closuretrace.analysis.verdicts import MIN_CYCLES
 from closuretrace.experiment import factors, savecheck
 from closuretrace.experiment.factors import GRAPHS, comparisons, join, summary
 from closuretrace.session import CompareSession, Comparison, ScenarioResult
@@ -274,7 +275,9 @@ def failures_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
 def too_few_sentence(scenarios: Sequence[ScenarioResult]) -> list[str]:
     ok = [s for s in scenarios if s.ok]
     if ok and all(pair_slope(s, RSS) is None for s in ok):
-        return ["Too few cycles to fit a slope with a confidence interval (3 measured cycles needed): run more."]
+        return [
+            f"Too few cycles to fit a slope with a confidence interval ({MIN_CYCLES} measured cycles needed): run more."
+        ]
     return []
 
 
