@@ -50,16 +50,34 @@ def test_closure_leak_gets_a_verdict_and_a_chain_naming_the_container():
         del sys.modules["ct_leaky_mod"]
 
 
+FLAT = """
+last = None
+def make(i):
+    def callback(x):
+        return x + i
+    return callback
+def step(i):
+    global last
+    last = make(i)  # replaces, and so frees, the closure of the cycle before
+    return last(1)
+"""
+
+
 def test_flat_loop_has_no_leak_verdict_and_closures_are_freed():
-    mod = _module("ct_flat_mod", LEAKY)
+    mod = _module("ct_flat_mod", FLAT)
     try:
         with closuretrace.Profiler() as prof:
             for i in range(7):
                 with prof.cycle():
-                    mod.step(i, keep=False)
+                    mod.step(i)
         s = prof.session
         assert not s.leaks(), [v for v in s.verdicts if v.leak]
         assert s.retention == []
+        assert [c.closures_alive_by_factory for c in s.cycles] == [{"ct_flat_mod.make": 1}] * 7
+        records = [r for r in s.closures if r.factory == "ct_flat_mod.make"]
+        # each cycle's closure is seen at the end of its cycle and freed in the next one; the last is alive at exit
+        assert [(r.created_cycle, r.collected_cycle) for r in records] == [(i, i + 1) for i in range(6)] + [(6, None)]
+        assert [r.alive_at_end for r in records] == [False] * 6 + [True]
     finally:
         del sys.modules["ct_flat_mod"]
 
