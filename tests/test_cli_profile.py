@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from closuretrace import load_session, render_text
 from closuretrace.cli.profile import EXIT_LEAK
 from closuretrace.units import parse_size, parse_threshold
 
@@ -39,6 +40,13 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
 def report(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def report_of(tmp_path: Path, prog: str, out: str, *args: str) -> dict[str, Any]:
+    """The JSON report of ``closuretrace profile -q -o OUT ARGS PROG`` (which must exit 0)."""
+    proc = profile(tmp_path, "-q", "-o", out, *args, prog)
+    assert proc.returncode == 0, proc.stderr
+    return report(tmp_path / out)
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -82,7 +90,8 @@ def test_outcome_exit_code_and_report(tmp_path: Path, body: str, code: int, outc
         assert proc.stderr.splitlines()[0] == "goodbye message"
     if outcome == "completed":
         assert proc.stdout == "hello\n"  # the summary goes to stderr: the program's stdout stays clean
-        assert "closures" in proc.stderr.lower() or "verdict" in proc.stderr.lower()
+        # stderr is exactly the text summary of the report just written, then where it was written
+        assert proc.stderr == render_text(load_session(out)) + f"closuretrace: report written to {out}\n"
 
 
 def test_quiet_prints_no_summary(tmp_path: Path) -> None:
@@ -159,6 +168,13 @@ def test_threshold_reaches_the_verdicts(tmp_path: Path) -> None:
     data = report(tmp_path / "out.json")
     assert data["settings"]["thresholds"] == {"rss_bytes": 2 * 1024**2, "gc_objects": 7}
     assert data["settings"]["warmup"] == 0
+    floors = {v["metric"]: v["noise_floor"] for v in data["verdicts"]}
+    assert floors["rss_bytes"] == 2 * 1024**2
+    assert floors["gc_objects"] == 7
+    # a metric without a --threshold keeps its default floor
+    default = report_of(tmp_path, "prog.py", "default.json")
+    assert floors["closures_alive"] == {v["metric"]: v["noise_floor"] for v in default["verdicts"]}["closures_alive"]
+    assert {v["metric"]: v["noise_floor"] for v in default["verdicts"]}["rss_bytes"] != 2 * 1024**2
 
 
 # -- --cycle-on / --track without code changes ----------------------------------------------------------------

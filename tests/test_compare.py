@@ -26,7 +26,7 @@ from closuretrace.experiment.run import CompareOptions, assemble, build_jobs, sc
 from closuretrace.experiment.scenarios import CAPTURES, Scenario, design, matrix, parse_list
 from closuretrace.renderers import render
 from closuretrace.session import CompareSession, CycleSample, RunInfo, ScenarioResult, Session, load_session
-from support import require_module
+from support import assert_loaded_as_sent, require_module
 
 MiB = 1024 * 1024
 
@@ -276,6 +276,10 @@ def hand_session() -> CompareSession:
 
 def test_json_round_trip_and_load_session_dispatch(tmp_path: Path) -> None:
     session = hand_session()
+    session.scenarios[0].final_loss = math.nan  # a loss that diverged: optional, so written and read as null
+    session.scenarios[1].wall_seconds = math.inf
+    session.comparisons[0].step_difference = math.nan  # a float field: null reads back as NaN
+    session.environment["graph_check"] = {"seconds": math.inf}  # free-form: null stays null
     data = session.to_dict()
     assert data["kind"] == "compare" and data["schema_version"] == 1
     first = data["scenarios"][0]
@@ -287,7 +291,11 @@ def test_json_round_trip_and_load_session_dispatch(tmp_path: Path) -> None:
     path.write_text(render(session, "json"), encoding="utf-8")
     back = load_session(path)
     assert isinstance(back, CompareSession)
-    assert back.to_dict() == data
+    # field by field against what went in (to_dict() against to_dict() would hide NaN and infinities)
+    assert_loaded_as_sent(back, session)
+    assert back.scenarios[0].final_loss is None and back.scenarios[1].wall_seconds is None
+    assert math.isnan(back.comparisons[0].step_difference)
+    assert back.environment["graph_check"] == {"seconds": None}
     assert back.scenarios[0].seconds_per_cycle == pytest.approx(0.402)
 
 

@@ -7,8 +7,10 @@ advice lines, and user-controlled text that tries to break out of a Markdown tab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -33,7 +35,7 @@ from closuretrace.session import (
     Session,
     load_session,
 )
-from support import HOSTILE, make_session, md_to_html
+from support import HOSTILE, MiB, assert_loaded_as_sent, make_session, md_to_html
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -154,7 +156,7 @@ def test_html_escapes_everything_the_program_controls(page):
     assert html.escape(HOSTILE, quote=False) in page
     # the embedded session survives the hostile text and reads back whole
     data = _embedded_json(page, "session")
-    assert Session.from_dict(data).to_dict() == make_session().to_dict()
+    assert_loaded_as_sent(Session.from_dict(data), make_session())
 
 
 def test_html_closure_lifetimes_and_chain(page):
@@ -198,8 +200,14 @@ def test_html_of_an_empty_session():
 
 def test_json_output_round_trips():
     s = make_session()
+    s.cycles[2].metrics["rss_bytes"] = float("nan")  # a reading that failed
+    s.verdicts[0] = dataclasses.replace(s.verdicts[0], ci_high=float("inf"), intercept=300 * MiB)
+    s.settings["chain_timeout"] = float("inf")
     text = render(s, "json")
-    assert Session.from_dict(json.loads(text)).to_dict() == s.to_dict()
+    back = Session.from_dict(json.loads(text))
+    assert_loaded_as_sent(back, s)
+    assert math.isnan(back.cycles[2].metrics["rss_bytes"]) and math.isnan(back.verdicts[0].ci_high)
+    assert back.verdicts[0].intercept == 300 * MiB and back.settings["chain_timeout"] is None
 
 
 def test_format_follows_the_extension(tmp_path):
@@ -250,7 +258,7 @@ def test_render_command_line_writes_what_the_renderers_return(tmp_path):
             capture_output=True, text=True, timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
-        assert (tmp_path / name).read_text(encoding="utf-8") == render(Session.from_dict(session.to_dict()), fmt)
+        assert (tmp_path / name).read_text(encoding="utf-8") == render(session, fmt)
 
 
 @pytest.mark.parametrize(
