@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import closuretrace
 from closuretrace.cli import render as render_cli
 from closuretrace.renderers import (
     UnknownFormatError,
@@ -77,6 +78,25 @@ def _bad_session_files(tmp: Path) -> dict[str, Path]:
 
 def test_markdown_matches_golden():
     _golden("session.md", markdown.render(make_session()))
+
+
+def test_text_summary_matches_golden():
+    """The summary ``closuretrace profile`` prints (the README quotes its shape), pinned as a whole."""
+    text = render(make_session(), "text")
+    _golden("session.txt", text)
+    assert text == closuretrace.render_text(make_session())  # the public name renders the same
+
+
+@pytest.mark.xfail(strict=True, reason="renderers/text.py: the 100 columns it promises, one line per table row")
+def test_text_summary_fits_100_columns_one_line_per_row():
+    """renderers/text.py promises 100 columns. Found while pinning the golden file: a growing type's name with a
+    newline in it (a class the program named itself) splits its table row in two, the table is as wide as the
+    longest type name (110 columns here), and the chain's heading line is not wrapped (123). Remove the mark
+    (and regenerate session.txt) once fixed."""
+    text = render(make_session(), "text")
+    assert [line for line in text.splitlines() if len(line) > 100] == []
+    types = text.split("Types that grow\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(types) == 1 + len(make_session().growing_types)  # the header and one line per type
 
 
 def test_markdown_tables_hold_and_no_html_gets_through():
