@@ -152,3 +152,40 @@ def test_alive_at_end_means_at_exit_not_at_the_last_cycle():
     last = session.closures[-1]
     assert list(session.cycles[-1].closures_alive_by_factory.values()) == [1]  # alive at the last cycle
     assert last.collected_cycle == len(session.cycles) and not last.alive_at_end
+
+
+def test_a_second_profiler_cannot_start_while_one_records():
+    """Only one profiler records at a time: a second start() is a clear error, touches nothing (no hooks, no
+    tracemalloc), and the first keeps recording; once the first has stopped, a new one starts."""
+    import tracemalloc
+
+    import pytest
+
+    from closuretrace.instrument.state import STATE
+
+    assert not tracemalloc.is_tracing()
+    mod = _module("ct_second_mod", LEAKY)
+    try:
+        with closuretrace.Profiler() as first:
+            with first.cycle():
+                mod.step(0, keep=True)
+            second = closuretrace.Profiler(closuretrace.ProfileOptions(tracemalloc=True))
+            with pytest.raises(RuntimeError, match="another closuretrace Profiler is already recording"):
+                second.start()
+            with pytest.raises(RuntimeError, match="already recording"), closuretrace.Profiler():
+                pass
+            assert STATE.profiler is first
+            assert not tracemalloc.is_tracing()  # the refused profiler started none of its probes
+            for i in range(1, 4):
+                with first.cycle():
+                    mod.step(i, keep=True)
+        assert len(first.session.cycles) == 4
+        assert first.session.cycles[-1].closures_alive_by_factory["ct_second_mod.make"] == 4
+        assert STATE.profiler is None
+        mod.leaked.clear()
+        with closuretrace.Profiler() as third:  # the first has stopped: a new one records
+            third.end_cycle()
+        assert len(third.session.cycles) == 1
+        assert second.cycles == [] and second.session is None  # the refused one recorded nothing
+    finally:
+        del sys.modules["ct_second_mod"]
