@@ -73,7 +73,8 @@ def test_flat_loop_has_no_leak_verdict_and_closures_are_freed():
         s = prof.session
         assert not s.leaks(), [v for v in s.verdicts if v.leak]
         assert s.retention == []
-        assert [c.closures_alive_by_factory for c in s.cycles] == [{"ct_flat_mod.make": 1}] * 7
+        # (keyed by the factory: closures other test modules left alive are adopted too)
+        assert [c.closures_alive_by_factory.get("ct_flat_mod.make") for c in s.cycles] == [1] * 7
         records = [r for r in s.closures if r.factory == "ct_flat_mod.make"]
         # each cycle's closure is seen at the end of its cycle and freed in the next one; the last is alive at exit
         assert [(r.created_cycle, r.collected_cycle) for r in records] == [(i, i + 1) for i in range(6)] + [(6, None)]
@@ -149,8 +150,10 @@ def test_alive_at_end_means_at_exit_not_at_the_last_cycle():
         fn.me = fn  # a reference cycle: only a collection frees it once dropped
         del fn
     session = prof.session
-    last = session.closures[-1]
-    assert list(session.cycles[-1].closures_alive_by_factory.values()) == [1]  # alive at the last cycle
+    tracked = [r for r in session.closures if r.source == "track"]  # other modules' closures may be adopted too
+    assert len(tracked) == 4
+    last = tracked[-1]
+    assert session.cycles[-1].closures_alive_by_factory[last.factory] == 1  # alive at the last cycle
     assert last.collected_cycle == len(session.cycles) and not last.alive_at_end
 
 
