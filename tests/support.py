@@ -5,12 +5,16 @@ Tests import it as ``import support`` (pytest puts ``tests/`` on ``sys.path``). 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
 import os
 import shutil
 import subprocess
+import typing
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -76,6 +80,43 @@ def md_to_html(text: str) -> str:
     """GitHub-like rendering (raw HTML allowed, tables on): what a PR comment or step summary would show."""
     markdown_it = require_module("markdown_it")
     return str(markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(text))
+
+
+def assert_loaded_as_sent(back: Any, sent: Any, where: str = "session", hint: Any = Any) -> None:
+    """``back`` (a session read from JSON) holds what ``sent`` (the one written) held, field by field.
+
+    Compared to the values that went in, never ``to_dict()`` with ``to_dict()`` (which writes NaN and infinity
+    the same way and so hides a change). JSON has neither: as docs/reliability.md documents, a NaN or an
+    infinity is written as ``null`` and read back as NaN in a ``float`` field (cycle metrics included), and as
+    ``None`` in an optional (``float | None``) or free-form (``Any``) one. Everything else comes back equal and of
+    the same type.
+    """
+    if dataclasses.is_dataclass(sent) and not isinstance(sent, type):
+        assert type(back) is type(sent), f"{where}: {type(sent).__name__} went in, {type(back).__name__} came back"
+        hints = typing.get_type_hints(type(sent))
+        for f in dataclasses.fields(sent):
+            assert_loaded_as_sent(getattr(back, f.name), getattr(sent, f.name), f"{where}.{f.name}", hints[f.name])
+        return
+    if isinstance(sent, float) and not math.isfinite(sent):
+        if hint is float:
+            assert isinstance(back, float) and math.isnan(back), f"{where}: {sent!r} went in, {back!r} came back"
+        else:
+            assert back is None, f"{where}: {sent!r} went in, {back!r} came back (want None)"
+        return
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(sent, dict):
+        assert isinstance(back, dict) and set(back) == set(sent), f"{where}: keys {list(sent)} -> {back!r:.200}"
+        item = args[1] if origin is dict else Any
+        for k, v in sent.items():
+            assert_loaded_as_sent(back[k], v, f"{where}[{k!r}]", item)
+        return
+    if isinstance(sent, (list, tuple)):
+        assert type(back) is type(sent) and len(back) == len(sent), f"{where}: {sent!r:.200} -> {back!r:.200}"
+        item = args[0] if origin is list and args else Any
+        for i, (b, v) in enumerate(zip(back, sent)):
+            assert_loaded_as_sent(b, v, f"{where}[{i}]", item)
+        return
+    assert type(back) is type(sent) and back == sent, f"{where}: {sent!r:.200} went in, {back!r:.200} came back"
 
 
 MiB = 1024 * 1024

@@ -11,8 +11,11 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from closuretrace.experiment.run import CompareOptions, assemble, build_jobs, sc
 from closuretrace.experiment.scenarios import CAPTURES, Scenario, design, matrix, parse_list
 from closuretrace.renderers import render
 from closuretrace.session import CompareSession, CycleSample, RunInfo, ScenarioResult, Session, load_session
-from support import require_module
+from support import assert_loaded_as_sent, require_module
 
 MiB = 1024 * 1024
 
@@ -275,6 +278,10 @@ def hand_session() -> CompareSession:
 
 def test_json_round_trip_and_load_session_dispatch(tmp_path: Path) -> None:
     session = hand_session()
+    session.scenarios[0].final_loss = math.nan  # a loss that diverged: optional, so written and read as null
+    session.scenarios[1].wall_seconds = math.inf
+    session.comparisons[0].step_difference = math.nan  # a float field: null reads back as NaN
+    session.environment["graph_check"] = {"seconds": math.inf}  # free-form: null stays null
     data = session.to_dict()
     assert data["kind"] == "compare" and data["schema_version"] == 1
     first = data["scenarios"][0]
@@ -286,7 +293,11 @@ def test_json_round_trip_and_load_session_dispatch(tmp_path: Path) -> None:
     path.write_text(render(session, "json"), encoding="utf-8")
     back = load_session(path)
     assert isinstance(back, CompareSession)
-    assert back.to_dict() == data
+    # field by field against what went in (to_dict() against to_dict() would hide NaN and infinities)
+    assert_loaded_as_sent(back, session)
+    assert back.scenarios[0].final_loss is None and back.scenarios[1].wall_seconds is None
+    assert math.isnan(back.comparisons[0].step_difference)
+    assert back.environment["graph_check"] == {"seconds": None}
     assert back.scenarios[0].seconds_per_cycle == pytest.approx(0.402)
 
 
@@ -524,3 +535,77 @@ def test_conclusion_environment_and_renderers(real_run: dict[str, Any], tmp_path
     md, page = render(session, "markdown"), render(session, "html")
     assert "## Conclusion" in md and "reuse/scalar/once" in md
     assert "<svg" in page and "Saving the model" in page
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------------------------------
+
+def _default_sigint() -> None:
+    """In the child: SIGINT as a fresh shell would give it (a test runner may ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["compare", "group"])
+def test_ctrl_c_writes_the_report_of_what_finished_and_exits_130(tmp_path: Path, to: str) -> None:
+    """SIGINT to ``closuretrace compare`` (``compare``: to its process alone; ``group``: to its process group,
+    workers included, as Ctrl-C in a terminal sends it) once its first scenario has finished and while the second
+    runs: the report is still written, with the finished scenario whole and the rest marked interrupted, the
+    running worker is stopped, and the exit status is 130."""
+    require_module("keras")
+    out = tmp_path / "compare.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "closuretrace", "compare", "--cycles", "3", "--samples", "64", "--strategies", "reuse",
+         "--captures", "scalar", "--compiles", "once,same-optimizer", "--jobs", "1", "-o", str(out)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint, start_new_session=True,
+    )
+    # a hang fails the test instead of blocking the suite (the whole group: no worker is left behind)
+    watchdog = threading.Timer(300, os.killpg, (proc.pid, signal.SIGKILL))
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # plain progress lines: stderr is not a terminal
+            seen.append(line)
+            if line.startswith("closuretrace: [1/4] "):
+                break
+        first = seen[-1] if seen else ""
+        assert first.startswith("closuretrace: [1/4] ") and ": done in " in first, "".join(seen)[-3000:]
+        finished = first.removeprefix("closuretrace: [1/4] ").split(": done in ")[0]
+        time.sleep(2)  # into the second scenario's run (its TensorFlow import alone takes longer)
+        if to == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130, rest[-3000:]
+    assert "closuretrace: interrupted; the report holds the scenarios that finished" in rest
+    assert f"closuretrace: report written to {out}" in rest
+
+    session = load_session(out)
+    assert isinstance(session, CompareSession)
+    assert (session.run.outcome, session.run.exit_code, session.run.error) == ("interrupted", 130, "KeyboardInterrupt")
+    by = {s.name: s for s in session.scenarios}
+    assert set(by) == {"reuse/scalar/once", "reuse/scalar/same-optimizer"} and finished in by
+    done = by.pop(finished)
+    assert done.error is None and len(done.cycles) == 3 and done.verdicts
+    (stopped,) = by.values()
+    assert stopped.error == "interrupted before it finished" and stopped.cycles == []
+    if stopped.pid is not None:
+        assert not _alive(stopped.pid), "the interrupted worker was left running"
+    assert session.save_check.get("error") == "interrupted before it finished"
+    assert session.environment.get("error") == "interrupted before it finished"

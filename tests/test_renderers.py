@@ -6,8 +6,10 @@ advice lines, and user-controlled text that tries to break out of a Markdown tab
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import closuretrace
 from closuretrace.analysis import conclude
 from closuretrace.cli.main import main as cli_main
 from closuretrace.renderers import (
@@ -33,7 +36,7 @@ from closuretrace.session import (
     Session,
     load_session,
 )
-from support import HOSTILE, make_session, md_to_html
+from support import HOSTILE, MiB, assert_loaded_as_sent, make_session, md_to_html
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -75,6 +78,23 @@ def _bad_session_files(tmp: Path) -> dict[str, Path]:
 
 def test_markdown_matches_golden():
     _golden("session.md", markdown.render(make_session()))
+
+
+def test_text_summary_matches_golden():
+    """The summary ``closuretrace profile`` prints (the README quotes its shape), pinned as a whole."""
+    text = render(make_session(), "text")
+    _golden("session.txt", text)
+    assert text == closuretrace.render_text(make_session())  # the public name renders the same
+
+
+def test_text_summary_fits_100_columns_one_line_per_row():
+    """renderers/text.py promises 100 columns. Found while pinning the golden file: a growing type's name with a
+    newline in it (a class the program named itself) split its table row in two, the table was as wide as the
+    longest type name (110 columns), and the chain's heading line was not wrapped (123)."""
+    text = render(make_session(), "text")
+    assert [line for line in text.splitlines() if len(line) > 100] == []
+    types = text.split("Types that grow\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(types) == 1 + len(make_session().growing_types)  # the header and one line per type
 
 
 def test_markdown_tables_hold_and_no_html_gets_through():
@@ -154,7 +174,7 @@ def test_html_escapes_everything_the_program_controls(page):
     assert html.escape(HOSTILE, quote=False) in page
     # the embedded session survives the hostile text and reads back whole
     data = _embedded_json(page, "session")
-    assert Session.from_dict(data).to_dict() == make_session().to_dict()
+    assert_loaded_as_sent(Session.from_dict(data), make_session())
 
 
 def test_html_closure_lifetimes_and_chain(page):
@@ -198,8 +218,14 @@ def test_html_of_an_empty_session():
 
 def test_json_output_round_trips():
     s = make_session()
+    s.cycles[2].metrics["rss_bytes"] = float("nan")  # a reading that failed
+    s.verdicts[0] = dataclasses.replace(s.verdicts[0], ci_high=float("inf"), intercept=300 * MiB)
+    s.settings["chain_timeout"] = float("inf")
     text = render(s, "json")
-    assert Session.from_dict(json.loads(text)).to_dict() == s.to_dict()
+    back = Session.from_dict(json.loads(text))
+    assert_loaded_as_sent(back, s)
+    assert math.isnan(back.cycles[2].metrics["rss_bytes"]) and math.isnan(back.verdicts[0].ci_high)
+    assert back.verdicts[0].intercept == 300 * MiB and back.settings["chain_timeout"] is None
 
 
 def test_format_follows_the_extension(tmp_path):
@@ -251,7 +277,7 @@ def test_render_command_line_writes_what_the_renderers_return(tmp_path):
             capture_output=True, text=True, timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
-        assert (tmp_path / name).read_text(encoding="utf-8") == render(Session.from_dict(session.to_dict()), fmt)
+        assert (tmp_path / name).read_text(encoding="utf-8") == render(session, fmt)
 
 
 @pytest.mark.parametrize(

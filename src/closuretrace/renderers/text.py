@@ -23,20 +23,46 @@ MAX_TYPES = 8
 WIDTH = 100
 
 
+#: A text column is never clipped below this width.
+MIN_COLUMN = 12
+
+
+def _one_line(text: object) -> str:
+    """``text`` on one line: newlines and runs of blanks become one space (user text can hold anything)."""
+    return " ".join(str(text).split())
+
+
+def _wrap(text: object, indent: str = "", subsequent: str = "    ") -> list[str]:
+    """Prose wrapped to :data:`WIDTH` columns."""
+    return textwrap.wrap(_one_line(text), WIDTH, initial_indent=indent, subsequent_indent=subsequent) or [indent]
+
+
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    """Columns aligned, one line per row, at most :data:`WIDTH` wide: the widest text column is clipped (…)."""
+    rows = [[_one_line(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    excess = 2 + sum(widths) + 2 * (len(widths) - 1) - WIDTH
+    while excess > 0:
+        free = [i for i in range(len(widths)) if i not in right and widths[i] > MIN_COLUMN]
+        if not free:
+            break
+        i = max(free, key=lambda j: widths[j])
+        cut = min(excess, widths[i] - MIN_COLUMN)
+        widths[i] -= cut
+        excess -= cut
     out = []
     for r in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(r, widths)]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
         out.append("  " + "  ".join(cells).rstrip())
     return out
 
 
 def render(session: Session) -> str:
     """Plain-text summary of a session, as printed at the end of ``closuretrace profile``."""
-    lines = [headline(session)]
+    lines = _wrap(headline(session))
     if session.run.error:
-        lines.append(f"  error: {session.run.error}")
+        lines += _wrap(f"error: {session.run.error}", "  ")
     warmup = session.warmup
     lines += ["", f"Verdicts (growth per cycle, robust slope over the cycles after {warmup} warm-up, 95% CI)"]
     if session.verdicts:
@@ -80,11 +106,12 @@ def render(session: Session) -> str:
 
     for chain in session.retention:
         born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
-        lines += ["", f"What keeps it alive ({', '.join(chain.metrics)}): {chain.target}{born}"]
+        lines += ["", *_wrap(f"What keeps it alive ({', '.join(chain.metrics)}): {chain.target}{born}")]
         if chain.found:
-            lines += [f"  {i}. {hop}" for i, hop in enumerate(chain.chain, 1)]
+            for i, hop in enumerate(chain.chain, 1):
+                lines += _wrap(hop, f"  {i}. ", "       ")
         if chain.note:
-            lines.append(f"  ({chain.note})")
+            lines += _wrap(f"({chain.note})", "  ")
 
     if session.advice:
         lines += ["", "Advice"]
