@@ -312,10 +312,16 @@ def _start(job: Job, tmp: str, env: dict[str, str], events: queue.Queue[tuple[st
         encoding="utf-8",
         errors="replace",
     )
-    assert proc.stdout is not None
-    reader = threading.Thread(target=_read_progress, args=(job, proc.stdout, events), daemon=True)
-    reader.start()
-    return _Running(job, proc, out, err, time.perf_counter(), reader)
+    try:
+        assert proc.stdout is not None
+        reader = threading.Thread(target=_read_progress, args=(job, proc.stdout, events), daemon=True)
+        reader.start()
+        return _Running(job, proc, out, err, time.perf_counter(), reader)
+    except BaseException:  # Ctrl-C before the caller holds the process: no worker may outlive us
+        proc.kill()
+        proc.wait()
+        err.close()
+        raise
 
 
 def _drain(
