@@ -435,7 +435,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with open(shared / "lock", "w") as lock:
         _lock(lock)
         if not out.exists():
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", GITHUB_STEP_SUMMARY=str(shared / "summary.md"))
             proc = subprocess.run(
                 [sys.executable, "-m", "closuretrace", "compare", "--cycles", str(CYCLES), "--samples", "256",
                  "--captures", "scalar,numpy", "--capture-mb", "2", "--compiles", "same-optimizer,once",
@@ -445,7 +445,9 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             log.write_text(proc.stderr, encoding="utf-8")
             assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text(encoding="utf-8"))
-    return {"data": data, "path": out, "stderr": log.read_text(encoding="utf-8")}
+    summary = shared / "summary.md"
+    return {"data": data, "path": out, "stderr": log.read_text(encoding="utf-8"),
+            "step_summary": summary.read_text(encoding="utf-8") if summary.exists() else None}
 
 
 def _lock(fh: Any) -> None:
@@ -462,6 +464,17 @@ def by_name(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def verdict(s: dict[str, Any], metric: str) -> dict[str, Any]:
     return next(v for v in s["verdicts"] if v["metric"] == metric)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_the_markdown_report_lands_in_the_github_step_summary(real_run: dict[str, Any]) -> None:
+    from closuretrace.renderers import render
+    from closuretrace.session import load_session
+
+    summary = real_run["step_summary"]
+    assert summary is not None, "GITHUB_STEP_SUMMARY was set and nothing was appended"
+    assert summary.rstrip("\n") == render(load_session(real_run["path"]), "markdown").rstrip("\n")
 
 
 @pytest.mark.tf

@@ -27,7 +27,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 from closuretrace._version import __version__
@@ -58,6 +58,8 @@ class Profiler:
         self.options = options or ProfileOptions()
         self._cycle = 0
         self._cycle_lock = threading.RLock()
+        #: called with each cycle's sample once it is measured (a live progress display)
+        self.listeners: list[Callable[[CycleSample], None]] = []
         self.registry = ClosureRegistry(clock=lambda: self._cycle, on_event=self.record_event)
         self.heap = HeapProbe(own=self._own_objects, code_filter=CodeFilter(self.options.include_libraries))
         self._baseline = baseline
@@ -129,7 +131,13 @@ class Profiler:
 
         Threads that end cycles at once (a ``--cycle-on`` function called from several threads) take turns."""
         with self._cycle_lock:
-            return self._end_cycle(label)
+            sample = self._end_cycle(label)
+        for listener in list(self.listeners):
+            try:
+                listener(sample)
+            except Exception:  # a progress display must never break the program
+                self.listeners.remove(listener)
+        return sample
 
     def _end_cycle(self, label: str | None) -> CycleSample:
         t0 = time.perf_counter()

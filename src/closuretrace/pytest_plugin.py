@@ -207,8 +207,12 @@ class ClosuretracePlugin:
             self.run.recorded.extend(iter_recorded(report))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.is_worker and self.report_path is not None:
-            self.run.write(self.report_path, [str(a) for a in self.config.invocation_params.args])
+        if self.is_worker:
+            return
+        argv = [str(a) for a in self.config.invocation_params.args]
+        if self.report_path is not None:
+            self.run.write(self.report_path, argv)
+        self.run.step_summary(argv, enabled=not self.config.getoption("closuretrace_no_step_summary"))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or (not self.run.recorded and self.report_path is None):
@@ -257,6 +261,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--closuretrace-report", metavar="PATH", default=None, dest="closuretrace_report",
         help="write every recorded test, ranked by growth, to PATH (.json, .md or .html); '' for none. "
         "ini: closuretrace_report = PATH (relative to the ini file)",
+    )
+    group.addoption(
+        "--closuretrace-no-step-summary", action="store_true", default=False, dest="closuretrace_no_step_summary",
+        help="do not append the run report to $GITHUB_STEP_SUMMARY (GitHub Actions)",
     )
     parser.addini("closuretrace", type="bool", default=False, help="record every test (like --closuretrace)")
     parser.addini(

@@ -22,6 +22,7 @@ from closuretrace.session import write_atomic
 
 __all__ = [
     "ReportError",
+    "append_step_summary",
     "check_output",
     "default_output",
     "report_paths",
@@ -150,3 +151,18 @@ def write_reports(
         except ReportError as exc:  # the first file is safe; one more format is not worth failing for
             warn(str(exc))
     return written
+
+
+def append_step_summary(markdown: str, enabled: bool = True) -> Path | None:
+    """Append ``markdown`` to the GitHub Actions step summary (``$GITHUB_STEP_SUMMARY``), so the report shows on
+    the run's page; ``None`` where it is not set, ``enabled`` is false, or the file cannot be written (warned)."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not enabled or not target:
+        return None
+    try:
+        with open(target, "a", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(markdown.rstrip("\n") + "\n\n")
+    except OSError as exc:
+        warn(f"cannot append to GITHUB_STEP_SUMMARY {target} ({exc.strerror})")
+        return None
+    return Path(target)

@@ -294,24 +294,38 @@ class RunRecords:
         self.started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
 
-    def write(self, path: Path, argv: list[str]) -> None:
-        """Write the run report to ``path`` (format by extension); a failure is kept in :attr:`error`."""
+    def report(self, argv: list[str]) -> RunReport:
+        """The run report of the tests recorded so far."""
         from closuretrace.analysis.verdicts import MIN_CYCLES
-        from closuretrace.renderers.pytest_report import render
-        from closuretrace.reports import ReportError, write_reports
 
-        report = RunReport(
+        return RunReport(
             tests=self.recorded,
             started_at=self.started_at,
             duration_s=round(time.perf_counter() - self._t0, 3),
             argv=argv,
             min_cycles=MIN_CYCLES,
         )
+
+    def write(self, path: Path, argv: list[str]) -> None:
+        """Write the run report to ``path`` (format by extension); a failure is kept in :attr:`error`."""
+        from closuretrace.renderers.pytest_report import render
+        from closuretrace.reports import ReportError, write_reports
+
+        report = self.report(argv)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.written = write_reports([path], lambda fmt: render(report, fmt))[0]
         except (OSError, ReportError) as exc:
             self.error = f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}"
+
+    def step_summary(self, argv: list[str], enabled: bool) -> None:
+        """Append the run report's Markdown to ``$GITHUB_STEP_SUMMARY`` (GitHub Actions), when tests were recorded."""
+        if not self.recorded:
+            return
+        from closuretrace.renderers.pytest_report import render
+        from closuretrace.reports import append_step_summary
+
+        append_step_summary(render(self.report(argv), "markdown"), enabled=enabled)
 
     def summary_lines(self) -> list[str]:
         """The lines of the terminal summary: how many recorded, which broke their limits, the report."""

@@ -13,6 +13,7 @@ that cannot be written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.util
 import os
@@ -38,7 +39,7 @@ from closuretrace.experiment.scenarios import (
 )
 from closuretrace.outcome import EXIT_INTERRUPTED
 from closuretrace.renderers import render
-from closuretrace.reports import ReportError, err, report_paths, write_reports
+from closuretrace.reports import ReportError, append_step_summary, err, report_paths, write_reports
 
 NAME = "compare"
 HELP = "run the closure-loss scenarios, each in its own process, and say what drives memory growth"
@@ -203,6 +204,10 @@ class CompareCommand:
             help="report file, its format from the extension (.json, .md, .html); default: all three as "
             "reports/compare-<UTC time>-<pid>.*",
         )
+        parser.add_argument(
+            "--no-step-summary", action="store_true",
+            help="do not append the Markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions)",
+        )
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress display and no summary")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -291,6 +296,8 @@ def _run_one(
         written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
     except ReportError as exc:
         raise CLIError(str(exc)) from None
+    with contextlib.suppress(Exception):  # the step summary is a courtesy: the report is written
+        append_step_summary(render(session, "markdown"), enabled=not args.no_step_summary)
     if not args.quiet:
         err(render(session, "text"))
     err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")

@@ -25,8 +25,10 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from closuretrace.cli.errors import EXIT_USAGE, CLIError
+from closuretrace.progress import live_progress, wanted
 from closuretrace.renderers import render
-from closuretrace.reports import ReportError, err, report_paths, warn, write_reports
+from closuretrace.renderers.text import leak_line
+from closuretrace.reports import ReportError, append_step_summary, err, report_paths, warn, write_reports
 
 # parse_size/parse_threshold live in closuretrace.units (the pytest marker reads sizes too); re-exported here.
 from closuretrace.units import parse_size, parse_threshold
@@ -133,7 +135,13 @@ class ProfileCommand:
             "--fail-on-leak", action="store_true",
             help=f"exit with status {EXIT_LEAK} when a metric leaks and the program itself exited 0",
         )
-        parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
+        parser.add_argument(
+            "--no-step-summary", action="store_true",
+            help="do not append the Markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions)",
+        )
+        parser.add_argument(
+            "-q", "--quiet", action="store_true", help="do not print the summary nor the live status line"
+        )
         parser.add_argument("target", nargs="?", metavar="script.py | module", help="the program to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, metavar="args", help="passed to the program")
 
@@ -175,10 +183,11 @@ class ProfileCommand:
         try:
             profiler = Profiler(options, argv=list(main_run.argv))
             profiler.start()
-            outcome = main_run.execute()
+            with live_progress(profiler, wanted(args.quiet)):
+                outcome = main_run.execute()
             try:
                 # The program's namespace is still installed: chains can be found through __main__.<name>.
-                session = profiler.finish(outcome.outcome, outcome.exit_code, outcome.error)
+                session = profiler.finish(outcome)
             except Exception:
                 traceback.print_exc()
                 raise CLIError(
@@ -191,6 +200,8 @@ class ProfileCommand:
             written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
         except ReportError as exc:
             raise CLIError(str(exc)) from None
+        with contextlib.suppress(Exception):  # the step summary is a courtesy: the report is written
+            append_step_summary(render(session, "markdown"), enabled=not args.no_step_summary)
         try:
             sys.stdout.flush()
         except (OSError, ValueError, AttributeError):
@@ -211,6 +222,7 @@ class ProfileCommand:
             os._exit(outcome.exit_code)
 
         if args.fail_on_leak and outcome.exit_code == 0 and session.leaks():
+            err(f"closuretrace: --fail-on-leak: {leak_line(session)}")
             return EXIT_LEAK
         return outcome.exit_code
 

@@ -148,3 +148,17 @@ def render_compare(session: CompareSession) -> str:
             last = [ln for ln in s.error.strip().splitlines() if ln.strip()]
             lines.append(f"  ! {s.name}: {last[-1] if last else 'failed'}")
     return "\n".join(lines) + "\n"
+
+
+def leak_line(session: Session) -> str:
+    """One line for a CI log: every leaking metric with its slope and interval, and what holds it, e.g.
+    ``leak: RSS +4.6 MiB/cycle [+4.5 MiB, +4.7 MiB] over 7 cycles, held by train.history``."""
+    parts = []
+    for v in session.leaks():
+        label = session.metric_info(v.metric).label or v.metric
+        chain = session.chain_for(v.metric)
+        holder = getattr(chain, "holder", "") or (chain.root if chain is not None else "") or ""
+        held = f", held by {_one_line(holder)}" if holder else ", no holder found"
+        parts.append(f"{label} {fmt_value(v.slope_per_cycle, v.unit, True)}/cycle {fmt_ci(v)} over {v.n_cycles} "
+                     f"cycles{held}")
+    return "leak: " + "; ".join(parts) if parts else "no leak"
