@@ -222,7 +222,9 @@ class Profiler:
             census=self.census,
             closures=list(self.registry.records),
             events=list(self.events),
-            live=LiveHeap(self._samples, self.registry.alive, self._own_objects, release or self._release),
+            live=LiveHeap(
+                self._samples, self.registry.alive, self._own_objects, release or self._release, self.heap.birth_markers
+            ),
         )
 
     def finish(

@@ -65,7 +65,7 @@ def _edge(path: list[object], i: int) -> tuple[str, int]:
                 if isa(key, str):
                     return f"{_safe(_type_name, p)}.{key}", 2
             return f"{_safe(_type_name, p)}.__dict__", 1
-        name = _probe_fields(p, c)
+        name = probe_fields(p, c)
         if name is not None:
             return f".{name}", 1
     if isa(p, dict):
@@ -92,7 +92,7 @@ def _edge(path: list[object], i: int) -> tuple[str, int]:
             return ".__self__", 1
         if p.__func__ is c:
             return ".__func__", 1
-    name = _probe_fields(p, c)
+    name = probe_fields(p, c)
     if name is not None:
         return f".{name}", 1
     if not _isa_any(p, (dict, list, tuple, set, frozenset, type, types.ModuleType)):
@@ -173,7 +173,7 @@ def _function_edge(
                 if isa(key, str):
                     return f".{key}", 2
             return ".__dict__", 1
-    name2 = _probe_fields(f, c)
+    name2 = probe_fields(f, c)
     if name2 is not None:
         return f".{name2}", 1
     return f"(referenced by function {f.__qualname__})", 1
@@ -273,7 +273,7 @@ def owner_dict(p: object) -> dict[object, object] | None:
     return None
 
 
-def _probe_fields(p: object, c: object) -> str | None:
+def probe_fields(p: object, c: object) -> str | None:
     """Name of a C-level field of ``p`` holding ``c``: ``__slots__`` members and other member descriptors of
     any class, getset descriptors of builtin classes only (their getters are cheap and side-effect free)."""
     try:

@@ -28,12 +28,14 @@ from closuretrace.session.model import (
     Event,
     GrowingType,
     MetricInfo,
+    Retained,
     RetentionChain,
     RunInfo,
     Session,
     Status,
     Verdict,
     VerdictState,
+    Verification,
 )
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "Event",
     "GrowingType",
     "MetricInfo",
+    "Retained",
     "RetentionChain",
     "RunInfo",
     "ScenarioResult",
@@ -55,6 +58,7 @@ __all__ = [
     "Status",
     "Verdict",
     "VerdictState",
+    "Verification",
     "finite",
     "load_session",
     "write_atomic",
