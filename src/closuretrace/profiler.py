@@ -310,6 +310,7 @@ class Profiler:
             yield e
             yield e.detail
         yield from self.registry.own_objects()
+        yield from self.heap.own_objects()
 
 
 def library_versions() -> dict[str, str]:
