@@ -121,7 +121,7 @@ class HolderGraph:
         # An untracked object belongs to the growth when new objects hold every reference to it: its reference
         # count is theirs plus ours (the ``leaves`` dict, the ``r`` binding and getrefcount's argument).
         getrefcount, counted = sys.getrefcount, self.counted
-        r: object = None
+        r = None
         for rid, held in leaf_from.items():
             r = leaves[rid]
             if getrefcount(r) - 3 != len(held):
