@@ -31,7 +31,7 @@ from closuretrace.recording import Recording
 from closuretrace.session import Retained, RetentionChain, Session, Verdict
 from closuretrace.units import fmt_bytes, fmt_rate
 
-__all__ = ["MATERIAL", "Growth", "growth_of", "holder_chains"]
+__all__ = ["MATERIAL", "Growth", "born_after", "growth_of", "holder_chains"]
 
 #: The share of a metric's growth a holder (or a group of joint holders) must free to be called its cause.
 MATERIAL = 0.5
@@ -60,45 +60,54 @@ def growth_of(recording: Recording, warmup: int, ignore: list[Any]) -> Growth | 
     first, last = max(warmup - 1, 0), n - 2
     if first not in markers or last not in markers or last <= first:
         return "too few cycles with birth markers after the warm-up to tell the growth"
-    wanted = {id(m): c for c, m in markers.items() if c >= first}
+    found = born_after(markers, first, last, ignore)
+    if isinstance(found, str):
+        return found
+    new, counted, births, old = found
+    try:
+        graph = HolderGraph(new, counted=counted, ignore=[*ignore, markers], scan=old)
+    finally:
+        new.clear()
+        old.clear()
+    return Growth(graph=graph, births=births, cycles=last - first)
+
+
+def born_after(
+    markers: dict[int, Any], first: int, last: int, ignore: list[Any]
+) -> tuple[list[Any], int, list[tuple[int, int]], list[Any]] | str:
+    """The objects listed after marker ``first`` in ``gc.get_objects(2)`` (the last full collection must be
+    after the markers), how many of them precede marker ``last`` (the counted growth), the births
+    ``(first index, cycle)``, and the objects before the marker (the only ones that can be sources: objects
+    made after the last full collection are the analysis' own); or why the heap's order cannot tell."""
+    cycles = sorted(c for c in markers if c >= first)
     objs = gc.get_objects(2)
     try:
+        ids = list(map(id, objs))  # compared as ints: no object's __eq__ runs
         where: dict[int, int] = {}
-        for i in range(len(objs) - 1, -1, -1):
-            c = wanted.get(id(objs[i]))
-            if c is not None:
-                where[c] = i
-                if len(where) == len(wanted):
-                    break
-        cycles = sorted(where)
-        if len(where) != len(wanted) or [where[c] for c in cycles] != sorted(where.values()):
-            return "the heap's order no longer tells when objects were born (the birth markers moved)"
+        at = 0
+        for c in cycles:
+            try:
+                at = where[c] = ids.index(id(markers[c]), at)
+            except ValueError:
+                return "the heap's order no longer tells when objects were born (the birth markers moved)"
         skip = {id(m) for m in markers.values()}
         skip.update(id(o) for o in ignore)
-        skip.add(id(ignore))
+        skip.update((id(ignore), id(ids), id(where)))
         new: list[Any] = []
         births: list[tuple[int, int]] = []
         counted = 0
-        bounds = [(where[c], c + 1) for c in cycles]
-        b = 0
-        for i in range(where[first] + 1, len(objs)):
-            while b < len(bounds) and i > bounds[b][0]:
-                births.append((len(new), bounds[b][1]))
-                b += 1
-            o = objs[i]
-            if id(o) not in skip:
-                new.append(o)
-                if i < where[last]:
-                    counted = len(new)
-        del o
+        for k, c in enumerate(cycles):
+            end = where[cycles[k + 1]] if k + 1 < len(cycles) else len(objs)
+            births.append((len(new), c + 1))
+            new.extend(o for o, i in zip(objs[where[c] + 1 : end], ids[where[c] + 1 : end]) if i not in skip)
+            if k + 1 < len(cycles) and cycles[k + 1] == last:
+                counted = len(new)
+        old = objs[: where[first]]
+        ids.clear()
     finally:
         objs.clear()
         del objs
-    try:
-        graph = HolderGraph(new, counted=counted, ignore=[*ignore, markers, wanted])
-    finally:
-        new.clear()
-    return Growth(graph=graph, births=births, cycles=last - first)
+    return new, counted, births, old
 
 
 @dataclass

@@ -71,11 +71,17 @@ class HolderGraph:
 
     ``new_objects`` are gc-tracked objects; the first ``counted`` of them make the growth (later ones, such as
     the last cycle's objects, are nodes of the graph but are not counted). ``ignore``: objects that are never
-    sources (the tool's own containers).
+    sources (the tool's own containers). ``scan``: the objects that may be sources (default: every object gc
+    tracks); the list is emptied.
     """
 
     def __init__(
-        self, new_objects: Sequence[object], *, counted: int | None = None, ignore: Iterable[object] = ()
+        self,
+        new_objects: Sequence[object],
+        *,
+        counted: int | None = None,
+        ignore: Iterable[object] = (),
+        scan: list[object] | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.nodes: list[object] = list(new_objects)
@@ -92,7 +98,7 @@ class HolderGraph:
         for o in ignore:
             self._skip.add(id(o))
         self._build_edges()
-        self._find_sources()
+        self._find_sources(gc.get_objects() if scan is None else scan)
         self._propagate()
         self.seconds = time.perf_counter() - t0
 
@@ -102,22 +108,25 @@ class HolderGraph:
         leaves: dict[int, object] = {}
         leaf_from: dict[int, list[int]] = {}
         get_referents, is_tracked = gc.get_referents, gc.is_tracked
+        index_get, size_of = index.get, _Sizer()
         for i, o in enumerate(nodes):
-            out: list[int] = []
-            for r in get_referents(o):
-                rid = id(r)
-                j = index.get(rid)
-                if j is not None:
-                    out.append(j)
-                elif not is_tracked(r) and type(r) is not type:
-                    held = leaf_from.get(rid)
-                    if held is None:
-                        leaves[rid] = r
-                        leaf_from[rid] = [i]
-                    else:
-                        held.append(i)
+            refs = get_referents(o)
+            js = list(map(index_get, map(id, refs)))
+            out = [j for j in js if j is not None]
+            if len(out) < len(refs):
+                for r, j in zip(refs, js):
+                    if j is None and not is_tracked(r) and type(r) is not type:
+                        rid = id(r)
+                        held = leaf_from.get(rid)
+                        if held is None:
+                            leaves[rid] = r
+                            leaf_from[rid] = [i]
+                        else:
+                            held.append(i)
+                r = None
+            del refs
             succ.append(out)
-            sizes.append(_size(o))
+            sizes.append(size_of(o))
         # An untracked object belongs to the growth when new objects hold every reference to it: its reference
         # count is theirs plus ours (the ``leaves`` dict, the ``r`` binding and getrefcount's argument).
         getrefcount, counted = sys.getrefcount, self.counted
@@ -130,7 +139,7 @@ class HolderGraph:
             nodes.append(r)
             index[rid] = j
             succ.append([])
-            sizes.append(_size(r))
+            sizes.append(size_of(r))
             self.leaf_counted.append(held[0] < counted)
             for i in held:
                 succ[i].append(j)
@@ -138,14 +147,13 @@ class HolderGraph:
         leaves.clear()
         leaf_from.clear()
 
-    def _find_sources(self) -> None:
+    def _find_sources(self, everything: list[object]) -> None:
         index, skip, n_tracked = self.index, self._skip, self.n_tracked
         roots = module_roots()
         running = executing_frame_ids()
-        everything = gc.get_objects()
         skip.add(id(everything))
         try:
-            idset = index.keys()
+            idset = set(index)
             get_referents = gc.get_referents
             for start in range(0, len(everything), _CHUNK):
                 chunk = everything[start : start + _CHUNK]
@@ -155,7 +163,11 @@ class HolderGraph:
                     oid = id(o)
                     if oid in index or oid in skip:
                         continue
-                    targets = [j for j in map(index.get, map(id, get_referents(o))) if j is not None and j < n_tracked]
+                    refs = get_referents(o)
+                    if idset.isdisjoint(map(id, refs)):
+                        continue
+                    targets = [j for j in map(index.get, map(id, refs)) if j is not None and j < n_tracked]
+                    del refs
                     if not targets:
                         continue
                     if type(o) is types.FrameType:
@@ -338,18 +350,39 @@ def _reaches(label: Label, source: int) -> bool:
     return label == source or (isinstance(label, tuple) and source in label)
 
 
-def _size(o: object) -> int:
-    """Shallow bytes of ``o``, plus an array's or tensor's data where that is knowable without copying."""
-    tp = type(o)
-    try:
-        if tp.__module__.startswith(("tensorflow", "jax", "jaxlib")) and tp.__name__ in ("EagerTensor", "ArrayImpl"):
-            nb = nbytes_of(o)
-            if nb is not None:
-                return nb + object.__sizeof__(o)
-        sizeof = tp.__sizeof__
-        if isinstance(sizeof, (types.MethodDescriptorType, types.WrapperDescriptorType)):
-            return sys.getsizeof(o)  # a C __sizeof__ (NumPy's counts the array's own data)
-        return int(tp.__basicsize__)
-    except Exception:
-        return 0
+class _Sizer:
+    """Shallow bytes of an object, plus an array's or tensor's data where that is knowable without copying;
+    how to size each type is decided once per type."""
 
+    def __init__(self) -> None:
+        self._how: dict[type, int] = {}
+
+    def __call__(self, o: object) -> int:
+        tp = type(o)
+        how = self._how.get(tp)
+        if how is None:
+            how = self._how[tp] = _how(tp)
+        try:
+            if how == _GETSIZEOF:
+                return sys.getsizeof(o)
+            if how == _TENSOR:
+                nb = nbytes_of(o)
+                return object.__sizeof__(o) + (nb or 0)
+            return int(tp.__basicsize__)
+        except Exception:
+            return 0
+
+
+_GETSIZEOF, _TENSOR, _BASIC = 0, 1, 2
+
+
+def _how(tp: type) -> int:
+    try:
+        native = str(tp.__module__).startswith(("tensorflow", "jax", "jaxlib"))
+        if native and tp.__name__ in ("EagerTensor", "ArrayImpl"):
+            return _TENSOR
+        sizeof = tp.__sizeof__
+        # a C __sizeof__ (NumPy's counts the array's own data); a Python one is the program's code: not run
+        return _GETSIZEOF if isinstance(sizeof, (types.MethodDescriptorType, types.WrapperDescriptorType)) else _BASIC
+    except Exception:
+        return _BASIC
