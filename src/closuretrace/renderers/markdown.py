@@ -18,8 +18,8 @@ from closuretrace.renderers.format import (
     short_type,
     verdict_word,
 )
-from closuretrace.session import CompareSession, Session
-from closuretrace.units import fmt_rate, fmt_ratio
+from closuretrace.session import CompareSession, RetentionChain, Session
+from closuretrace.units import fmt_bytes, fmt_rate, fmt_ratio
 
 MAX_FACTORIES = 20
 MAX_TYPES = 10
@@ -221,17 +221,61 @@ def render(session: Session) -> str:
             f"Target: {code(chain.target, limit=200)}{born}",
             "",
         ]
+        role = holder_sentence(chain)
+        if role:
+            lines += [prose(role), ""]
         if chain.found and chain.chain:
             lines += [f"{i}. {code(hop, limit=200)}" for i, hop in enumerate(chain.chain, 1)]
         elif not chain.found:
             lines.append("No chain found.")
         if chain.note:
             lines += ["", f"Note: {prose(chain.note)}"]
+    if session.unexplained:
+        lines += ["", "## Growth no holder explains", ""]
+        lines += [f"- {prose(u)}" for u in session.unexplained]
+    if session.verification:
+        lines += ["", "## Verification (a re-run that lets go of the holder)", ""]
+        lines += [f"- {prose(t)}" for t in verification_lines(session)]
 
     if session.advice:
         lines += ["", "## Advice", ""]
         lines += [f"- {prose(a)}" for a in session.advice]
     return "\n".join(lines) + "\n"
+
+
+def holder_sentence(chain: RetentionChain) -> str:
+    """What a chain's holder accounts for (its role and retained figures); empty for chains without them."""
+    r = chain.retains
+    if not chain.role or r is None or not chain.holder:
+        return ""
+    figures = f"{r.objects:,} objects / {fmt_bytes(r.bytes)} ({r.share:.0%} of the growth)"
+    if chain.role == "cause" and chain.joint_with and chain.joint_retains is not None:
+        j = chain.joint_retains
+        return (
+            f"Cause, together with {', '.join(chain.joint_with)}: {chain.holder} alone retains {figures}; "
+            f"letting go of all of them frees {j.objects:,} objects / {fmt_bytes(j.bytes)} ({j.share:.0%})."
+        )
+    if chain.role == "cause":
+        return f"Cause: {chain.holder} retains {figures}."
+    return f"A path, not the cause: {chain.holder} retains {figures}."
+
+
+def verification_lines(session: Session) -> list[str]:
+    """One sentence per verification: the slope without and with the intervention, and the verdict."""
+    out = []
+    for v in session.verification:
+        unit = session.metric_info(v.metric).unit
+        if v.note and not v.confirmed and v.slope_with_intervention != v.slope_with_intervention:  # NaN: no re-run
+            out.append(f"{v.holder} ({v.metric}): not verified: {v.note}")
+            continue
+        verdict = "confirmed" if v.confirmed else "not confirmed"
+        text = (
+            f"{v.holder} ({v.metric}): {fmt_rate(v.slope_per_cycle, unit)} → "
+            f"{fmt_rate(v.slope_with_intervention, unit)} with the intervention "
+            f"(95% CI {fmt_rate(v.ci_low_with, unit)} .. {fmt_rate(v.ci_high_with, unit)}): {verdict}"
+        )
+        out.append(text + (f" ({v.note})" if v.note else ""))
+    return out
 
 
 # -- diff -------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from closuretrace.renderers.format import (
     short_type,
     verdict_word,
 )
+from closuretrace.renderers.markdown import holder_sentence, verification_lines
 from closuretrace.session import CompareSession, Session
 
 MAX_FACTORIES = 12
@@ -77,10 +78,20 @@ def render(session: Session) -> str:
     for chain in session.retention:
         born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
         lines += ["", f"What keeps it alive ({', '.join(chain.metrics)}): {chain.target}{born}"]
+        role = holder_sentence(chain)
+        if role:
+            lines += textwrap.wrap(role, WIDTH, initial_indent="  ", subsequent_indent="  ")
         if chain.found:
             lines += [f"  {i}. {hop}" for i, hop in enumerate(chain.chain, 1)]
         if chain.note:
             lines.append(f"  ({chain.note})")
+
+    for u in session.unexplained:
+        lines += ["", *textwrap.wrap(u, WIDTH)]
+    if session.verification:
+        lines += ["", "Verification"]
+        for t in verification_lines(session):
+            lines += textwrap.wrap(t, WIDTH, initial_indent="  - ", subsequent_indent="    ")
 
     if session.advice:
         lines += ["", "Advice"]
