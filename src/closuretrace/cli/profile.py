@@ -206,6 +206,7 @@ class ProfileCommand:
             "--fail-on-leak", action="store_true",
             help=f"exit with status {EXIT_LEAK} when a metric leaks and the program itself exited 0",
         )
+        importlib.import_module("closuretrace.verify").add_argument(parser)
         parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
         parser.add_argument("target", nargs="?", metavar="script.py | module", help="the program to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, metavar="args", help="passed to the program")
@@ -259,6 +260,7 @@ class ProfileCommand:
             raise CLIError(str(exc)) from None
         try:
             profiler = Profiler(options, argv=list(main_run.argv))
+            importlib.import_module("closuretrace.verify").install_from_env(profiler)  # only in a --verify re-run
             profiler.start()
             outcome = main_run.execute()
             try:
@@ -272,6 +274,7 @@ class ProfileCommand:
         finally:
             main_run.__exit__(None, None, None)
 
+        importlib.import_module("closuretrace.verify").after_profile(args, session)  # --verify: one more run
         # -o picks one format by its extension; by default JSON, Markdown and HTML are written side by side.
         outputs = [output] if args.output else [output.with_suffix(ext) for ext in (".json", ".md", ".html")]
         written = [write_report(outputs[0], _render_for(session, outputs[0]))]
