@@ -165,3 +165,56 @@ def test_frame_locals_and_exclusive_bytes_are_counted() -> None:
         graph.release()
         new.clear()
     del box, kept
+
+
+# -- the seed on Keras 3 / TensorFlow, and the counterfactual re-run ------------------------------------------
+
+SEED = """
+import numpy as np
+import keras
+
+def outer_loss(args):
+    def loss_function(y_true, y_pred):
+        return keras.losses.categorical_crossentropy(y_true, y_pred) + args
+    return loss_function
+
+rng = np.random.default_rng(0)
+x = rng.random((64, 16)).astype("float32")
+y = np.eye(4, dtype="float32")[rng.integers(0, 4, 64)]
+inp = keras.Input((16,))
+model = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(keras.layers.Dense(8)(inp)))
+optimizer = keras.optimizers.Adam()
+for cycle in range(6):
+    model.compile(optimizer, loss=outer_loss(10))
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+"""
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_seed_gradient_registry_is_the_cause_and_verify_confirms_it(tmp_path: Any) -> None:
+    pytest.importorskip("keras")
+    import os
+    import subprocess
+
+    (tmp_path / "seed.py").write_text(SEED)
+    src = os.path.dirname(os.path.dirname(closuretrace.__file__))  # the closuretrace under test, in the child too
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+    proc = subprocess.run(
+        [sys.executable, "-m", "closuretrace", "profile", "-q", "--verify", "-o", "seed.json", "seed.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "seed.json").read_text())
+    graphs = next(v for v in data["verdicts"] if v["metric"] == "tf_func_graphs")
+    assert graphs["leak"], graphs
+    chain = next(r for r in data["retention"] if "tf_func_graphs" in r["metrics"])
+    assert chain["role"] == "cause"
+    assert chain["holder"] == "tensorflow.python.framework.ops.gradient_registry._registry"
+    assert chain["retains"]["shares"]["tf_func_graphs"] >= 0.9
+    assert "FuncGraph" in chain["chain"][-1]
+    check = next(v for v in data["verification"] if v["metric"] == "tf_func_graphs")
+    assert check["holder"] == chain["holder"]
+    assert check["confirmed"] is True, check
+    assert check["slope_with_intervention"] <= 0.1 * check["slope_per_cycle"]
