@@ -218,3 +218,27 @@ def test_seed_gradient_registry_is_the_cause_and_verify_confirms_it(tmp_path: An
     assert check["holder"] == chain["holder"]
     assert check["confirmed"] is True, check
     assert check["slope_with_intervention"] <= 0.1 * check["slope_per_cycle"]
+
+
+def test_files_written_before_the_holder_analysis_still_load() -> None:
+    old = {
+        "schema_version": 1,
+        "run": {"argv": ["x.py"]},
+        "retention": [{"target": "t", "metric": "gc_objects", "chain": ["m.x → list"], "found": True}],
+    }
+    session = Session.from_dict(old)
+    chain = session.retention[0]
+    assert chain.role == "" and chain.retains is None and chain.holder is None and chain.joint_with == []
+    assert chain.is_cause  # read as before: a found chain
+    assert session.verification == [] and session.unexplained == []
+
+
+def test_a_path_is_never_what_advice_builds_on(mod: types.ModuleType) -> None:
+    from closuretrace.analysis.advice import _chain_root
+
+    def body(c: int) -> None:
+        setattr(mod, f"keep{c}", [Item(c) for _ in range(150)])
+
+    session = _profile(body)
+    assert session.retention and session.retention[0].role == "path"
+    assert _chain_root(session, "gc_objects") is None
