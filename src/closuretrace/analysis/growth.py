@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from closuretrace.analysis.chain_labels import label_path, short_type
+from closuretrace.analysis.chain_labels import describe, label_path, short_type
 from closuretrace.analysis.chains import find_root_path
 from closuretrace.analysis.holders import HolderGraph, Label
 from closuretrace.instrument.captures import qualified_name
@@ -242,8 +242,14 @@ def _add(
     tname = qualified_name(type(target)) if target is not None else None
     hops = label_path([*prefix, *path], root) if root is not None else []
     path.clear()
+    if target is None or tname is None:
+        what = "(nothing)"
+    elif callable(target) and type(target).__module__ == "builtins":
+        what = describe(target)
+    else:
+        what = f"{tname.rsplit('.', 1)[-1]} object ({tname})"
     chain = RetentionChain(
-        target=f"{tname.rsplit('.', 1)[-1]} object ({tname})" if tname else "(nothing)",
+        target=what,
         metrics=[v.metric], chain=hops, found=root is not None, born_cycle=born, root=root, note=note,
         target_type=tname, role=role, retains=retained, holder=holder,
     )

@@ -290,9 +290,9 @@ class HolderGraph:
         return objects, nbytes
 
     def path_to(self, source: int, want: Callable[[object], bool]) -> list[object]:
-        """Nodes from one of ``source``'s targets down to the nearest node ``want`` accepts (breadth first,
-        through nodes ``source`` reaches); the first target when none does."""
-        labels, succ, nodes = self.labels, self.succ, self.nodes
+        """A shortest path of nodes from one of ``source``'s targets to the earliest-born counted node ``want``
+        accepts, through nodes ``source`` reaches; the first target when there is none."""
+        labels, succ, nodes, counted = self.labels, self.succ, self.nodes, self.counted
         targets = self.sources[source].targets
         parent: dict[int, int] = {}
         seen = set(targets)
@@ -300,9 +300,8 @@ class HolderGraph:
         hit: int | None = None
         while queue:
             v = queue.popleft()
-            if v < self.n_tracked and want(nodes[v]):
+            if v < counted and (hit is None or v < hit) and want(nodes[v]):
                 hit = v
-                break
             for w in succ[v]:
                 if w not in seen and _reaches(labels[w], source):
                     seen.add(w)

@@ -32,7 +32,8 @@ from closuretrace.renderers.format import (
     short_type,
     verdict_word,
 )
-from closuretrace.renderers.markdown import STATUS_WORD, finding, holder_sentence, status, verification_lines
+from closuretrace.renderers.holder_text import holder_sentence, verification_lines
+from closuretrace.renderers.markdown import STATUS_WORD, finding, status
 from closuretrace.session import ClosureRecord, CompareSession, Session, Verdict
 from closuretrace.units import fmt_rate, fmt_ratio
 

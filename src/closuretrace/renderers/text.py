@@ -16,7 +16,7 @@ from closuretrace.renderers.format import (
     short_type,
     verdict_word,
 )
-from closuretrace.renderers.markdown import holder_sentence, verification_lines
+from closuretrace.renderers.holder_text import holder_sentence, verification_lines
 from closuretrace.session import CompareSession, Session
 
 MAX_FACTORIES = 12

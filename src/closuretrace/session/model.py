@@ -180,9 +180,8 @@ class RetentionChain:
 
     With the holder analysis (:mod:`closuretrace.analysis.holders`), ``holder`` is the readable path of the
     container that holds the growth, ``retains`` what that holder alone would free, and ``role`` says whether
-    that is a material share of the metric's growth (``"cause"``) or not (``"path"``). ``joint_with`` names the
-    holders that retain the growth only together with this one (clearing all of them frees ``joint_retains``).
-    Files written before the analysis existed load with ``role == ""`` and no figures.
+    that is a material share of the metric's growth (``"cause"``) or not (``"path"``); ``joint_with``: the holders
+    it retains the growth with (clearing all frees ``joint_retains``). Older files load with ``role == ""``.
     """
 
     target: str
