@@ -19,7 +19,7 @@ import bisect
 import gc
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from closuretrace.analysis.chain_labels import describe, label_path, short_type
@@ -46,6 +46,8 @@ class Growth:
     births: list[tuple[int, int]]
     #: cycles whose objects are counted (after the warm-up, before the last)
     cycles: int
+    #: id of each watched closure alive -> how reports name it (``closure #serial qualname``)
+    closures: dict[int, str] = field(default_factory=dict)
 
     def born(self, node: int) -> int | None:
         i = bisect.bisect_right([b[0] for b in self.births], node) - 1
@@ -122,7 +124,7 @@ class _Measure:
     want: Callable[[object], bool] | None
 
 
-def _measure(growth: Growth, verdict: Verdict, closures: set[int]) -> _Measure:
+def _measure(growth: Growth, verdict: Verdict, closures: dict[int, str]) -> _Measure:
     d = metric_def(verdict.metric)
     want: Callable[[object], bool] | None = None
     if d.types:
@@ -145,10 +147,10 @@ def holder_chains(
     if isinstance(found, str):
         return found
     graph = found.graph
-    closures: set[int] = set()
+    closures = found.closures
     if recording.live is not None:
-        for _rec, obj in recording.live.closures():
-            closures.add(id(obj))
+        for rec, obj in recording.live.closures():
+            closures[id(obj)] = f"closure #{rec.serial} {rec.qualname}"
             del obj
     out: dict[str, RetentionChain] = {}
     unexplained: list[str] = []
@@ -244,6 +246,8 @@ def _add(
     path.clear()
     if target is None or tname is None:
         what = "(nothing)"
+    elif id(target) in growth.closures:
+        what = growth.closures[id(target)]
     elif callable(target) and type(target).__module__ == "builtins":
         what = describe(target)
     else:
