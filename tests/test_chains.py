@@ -414,3 +414,16 @@ def test_timing_on_a_million_object_heap(tmpmod):
         f"\nheap {len(gc.get_objects()):,} gc objects: 8-hop chain {narrow:.3f} s; "
         f"with 2,000 referrers per level {wide:.3f} s ({len(w.hops)} hops)"
     )
+
+
+def test_find_root_path_returns_the_objects_of_the_chain(tmpmod):
+    from closuretrace.analysis.chain_labels import label_path
+    from closuretrace.analysis.chains import find_root_path
+
+    tmpmod.REGISTRY = {"k": [Payload()]}
+    target = tmpmod.REGISTRY["k"][0]
+    found = find_root_path(target)
+    assert found.found and found.root == f"{tmpmod.__name__}.REGISTRY"
+    assert found.path[0] is tmpmod.REGISTRY and found.path[-1] is target
+    assert label_path(found.path, found.root) == find_chain(target).hops
+    assert found.path == []  # label_path empties it: nothing is kept

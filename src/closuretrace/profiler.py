@@ -246,7 +246,9 @@ class Profiler:
             census=self.census,
             closures=list(self.registry.records),
             events=list(self.events),
-            live=LiveHeap(self._samples, self.registry.alive, self._own_objects, release or self._release),
+            live=LiveHeap(
+                self._samples, self.registry.alive, self._own_objects, release or self._release, self.heap.birth_markers
+            ),
         )
 
     def finish(
@@ -332,6 +334,7 @@ class Profiler:
             yield e
             yield e.detail
         yield from self.registry.own_objects()
+        yield from self.heap.own_objects()
 
 
 def library_versions() -> dict[str, str]:

@@ -61,7 +61,9 @@ class LiveHeap:
         closures: Callable[[], Iterator[tuple[ClosureRecord, Any]]],
         own: Callable[[], Iterable[Any]],
         release: Callable[[], None],
+        births: Callable[[], dict[int, Any]] | None = None,
     ) -> None:
+        self._births = births
         self._samples = samples
         self._closures = closures
         self._own = own
@@ -73,6 +75,11 @@ class LiveHeap:
 
     def closures(self) -> Iterator[tuple[ClosureRecord, Any]]:
         return iter(()) if self.released else self._closures()
+
+    def birth_markers(self) -> dict[int, Any]:
+        """Cycle index -> the heap probe's marker made when that cycle ended: objects listed after it in
+        ``gc.get_objects(2)`` were born later (the growth set of :mod:`closuretrace.analysis.growth`)."""
+        return {} if self.released or self._births is None else self._births()
 
     def own(self) -> Iterable[Any]:
         yield self

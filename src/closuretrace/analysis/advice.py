@@ -30,7 +30,8 @@ def _verdict(session: Session, metric: str) -> Verdict | None:
 
 
 def _chain_root(session: Session, metric: str) -> str | None:
-    chain = session.chain_for(metric)
+    """The root of a chain shown to be a cause of ``metric``'s growth (a mere path is never advice)."""
+    chain = next((c for c in session.retention if metric in c.metrics and c.is_cause), None)
     return chain.root if chain is not None else None
 
 

@@ -135,6 +135,7 @@ class ProfileCommand:
             "--fail-on-leak", action="store_true",
             help=f"exit with status {EXIT_LEAK} when a metric leaks and the program itself exited 0",
         )
+        importlib.import_module("closuretrace.verify").add_argument(parser)
         parser.add_argument(
             "--no-step-summary", action="store_true",
             help="do not append the Markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions)",
@@ -182,6 +183,7 @@ class ProfileCommand:
             raise CLIError(str(exc)) from None
         try:
             profiler = Profiler(options, argv=list(main_run.argv))
+            importlib.import_module("closuretrace.verify").install_from_env(profiler)  # only in a --verify re-run
             profiler.start()
             with live_progress(profiler, wanted(args.quiet)):
                 outcome = main_run.execute()
@@ -196,6 +198,7 @@ class ProfileCommand:
         finally:
             main_run.__exit__(None, None, None)
 
+        importlib.import_module("closuretrace.verify").after_profile(args, session)  # --verify: one more run
         try:
             written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
         except ReportError as exc:

@@ -120,6 +120,12 @@ class HeapProbe:
         self._pending: list[Any] | None = None
         #: id -> weak reference of each user closure alive when :meth:`take_baseline` ran (never adopted)
         self._baseline: dict[int, weakref.ref[Any]] = {}
+        # Birth markers, one per cycle end: an empty list made right after the full collection and moved at once
+        # to the end of the oldest generation, so that after a later full collection the objects listed after
+        # it in gc.get_objects(2) were born after that cycle ended (or became tracked since). This list exists
+        # before every marker, so a collection never moves a marker (see analysis/growth.py).
+        self._births: list[list[Any]] = []
+        self._birth_cycles: dict[int, int] = {}
 
     def take_baseline(self) -> None:
         """Remember the user closures alive now, so they are never adopted: a test is judged only on the
@@ -144,6 +150,8 @@ class HeapProbe:
         """A full garbage collection, which every reading needs; places this cycle's marker first."""
         self._pending = []
         gc.collect()
+        self._births.append([])
+        gc.collect(1)  # young objects (the marker) join the oldest generation, in order
 
     def _new_since_last(self, objs: list[Any]) -> int:
         """Index in ``objs`` of the first object that survived since the previous cycle's collection."""
@@ -155,7 +163,13 @@ class HeapProbe:
                 return i + 1
         return 0  # not found (the program froze or unfroze the gc): scan everything
 
+    def birth_markers(self) -> dict[int, Any]:
+        """Cycle index -> the marker made when that cycle ended (see ``_births``)."""
+        return {cycle: self._births[i] for cycle, i in self._birth_cycles.items()}
+
     def own_objects(self) -> Iterable[Any]:
+        yield self._births
+        yield from self._births
         if self._marker is not None:
             yield self._marker
         if self._pending is not None:
@@ -193,6 +207,8 @@ class HeapProbe:
                     ):
                         closures.append(o)
             if sample:
+                if self._births:
+                    self._birth_cycles[cycle] = len(self._births) - 1
                 self._sample(cycle, counts, objs, start)
             self._prev = counts
             by_type = {sys.intern(qualified_name(t)): n for t, n in counts.items()}

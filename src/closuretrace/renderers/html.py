@@ -33,6 +33,7 @@ from closuretrace.renderers.format import (
     verdict_class,
     verdict_word,
 )
+from closuretrace.renderers.holder_text import holder_sentence, verification_lines
 from closuretrace.session import ClosureRecord, CompareSession, Session, Verdict
 from closuretrace.session.diff import SessionDiff
 from closuretrace.units import fmt_rate, fmt_ratio
@@ -209,9 +210,12 @@ def render(session: Session) -> str:
                 "hops": [_split_hop(h) for h in c.chain],
                 "found": c.found,
                 "note": c.note or "",
+                "role": holder_sentence(c),
             }
             for c in session.retention
         ],
+        "unexplained": list(session.unexplained),
+        "verification": verification_lines(session),
         "advice": [_segments(a) for a in session.advice],
         "factories": factory_rows(session),
         "types": [

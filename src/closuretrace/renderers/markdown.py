@@ -18,6 +18,7 @@ from closuretrace.renderers.format import (
     status_word,
     verdict_word,
 )
+from closuretrace.renderers.holder_text import holder_sentence, verification_lines
 from closuretrace.session import CompareSession, Session
 from closuretrace.session.diff import SessionDiff
 from closuretrace.units import fmt_rate, fmt_ratio
@@ -183,12 +184,21 @@ def render(session: Session) -> str:
             f"Target: {code(chain.target, limit=200)}{born}",
             "",
         ]
+        role = holder_sentence(chain)
+        if role:
+            lines += [prose(role), ""]
         if chain.found and chain.chain:
             lines += [f"{i}. {code(hop, limit=200)}" for i, hop in enumerate(chain.chain, 1)]
         elif not chain.found:
             lines.append("No chain found.")
         if chain.note:
             lines += ["", f"Note: {prose(chain.note)}"]
+    if session.unexplained:
+        lines += ["", "## Growth no holder explains", ""]
+        lines += [f"- {prose(u)}" for u in session.unexplained]
+    if session.verification:
+        lines += ["", "## Verification (a re-run that lets go of the holder)", ""]
+        lines += [f"- {prose(t)}" for t in verification_lines(session)]
 
     if session.advice:
         lines += ["", "## Advice", ""]

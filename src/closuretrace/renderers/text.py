@@ -16,6 +16,7 @@ from closuretrace.renderers.format import (
     short_type,
     verdict_word,
 )
+from closuretrace.renderers.holder_text import holder_sentence, verification_lines
 from closuretrace.session import CompareSession, Session
 
 MAX_FACTORIES = 12
@@ -107,11 +108,21 @@ def render(session: Session) -> str:
     for chain in session.retention:
         born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
         lines += ["", *_wrap(f"What keeps it alive ({', '.join(chain.metrics)}): {chain.target}{born}")]
+        role = holder_sentence(chain)
+        if role:
+            lines += _wrap(role, "  ", "  ")
         if chain.found:
             for i, hop in enumerate(chain.chain, 1):
                 lines += _wrap(hop, f"  {i}. ", "       ")
         if chain.note:
             lines += _wrap(f"({chain.note})", "  ")
+
+    for u in session.unexplained:
+        lines += ["", *_wrap(u, "", "")]
+    if session.verification:
+        lines += ["", "Verification"]
+        for t in verification_lines(session):
+            lines += textwrap.wrap(t, WIDTH, initial_indent="  - ", subsequent_indent="    ")
 
     if session.advice:
         lines += ["", "Advice"]

@@ -28,7 +28,6 @@ from closuretrace.session.model import (
     Event,
     GrowingType,
     MetricInfo,
-    RetentionChain,
     RunInfo,
     Session,
     Shape,
@@ -37,6 +36,7 @@ from closuretrace.session.model import (
     Verdict,
     VerdictState,
 )
+from closuretrace.session.retention import Retained, RetentionChain, Role, Verification
 
 __all__ = [
     "MAX_DEPTH",
@@ -49,7 +49,9 @@ __all__ = [
     "Event",
     "GrowingType",
     "MetricInfo",
+    "Retained",
     "RetentionChain",
+    "Role",
     "RunInfo",
     "ScenarioResult",
     "Session",
@@ -59,6 +61,7 @@ __all__ = [
     "Step",
     "Verdict",
     "VerdictState",
+    "Verification",
     "finite",
     "load_session",
     "write_atomic",

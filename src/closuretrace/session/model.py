@@ -21,6 +21,7 @@ from closuretrace.session.codec import (
     strings,
     warmup_of,
 )
+from closuretrace.session.retention import RetentionChain, Verification
 
 #: A verdict's judgement: ``leak``; ``grows`` (rises, but below the noise floor); ``flat``; ``too_few`` (not
 #: enough cycles after the warm-up to judge).
@@ -203,40 +204,6 @@ class GrowingType:
 
 
 @dataclass
-class RetentionChain:
-    """Referrer chain from a root (module global, registry) down to an object kept alive, root first."""
-
-    target: str
-    #: the leaking metrics this chain explains (JSON also carries them comma-joined as ``metric``)
-    metrics: list[str]
-    chain: list[str]
-    found: bool
-    born_cycle: int | None = None
-    root: str | None = None
-    note: str | None = None
-    #: qualified type name of the target (as in ``growing_types``)
-    target_type: str | None = None
-
-    @property
-    def metric(self) -> str:
-        """The metrics comma-joined, as the JSON's ``metric`` key writes them (for display; test with ``metrics``)."""
-        return ", ".join(self.metrics)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["metric"] = self.metric
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Any) -> RetentionChain:
-        d = as_object(d, "retention chain")
-        if "metrics" not in d:  # files written before the list existed
-            d = {**d, "metrics": [m for m in str(d.get("metric", "")).split(", ") if m]}
-        chain: RetentionChain = build(cls, d)
-        return chain
-
-
-@dataclass
 class Event:
     """Something the hooks saw happen in a cycle (a Keras ``compile`` or ``fit``)."""
 
@@ -281,6 +248,10 @@ class Session:
     #: the report's status and the sentence that follows its opening word (set by the analysis)
     status: Status | Literal[""] = ""
     finding: str = ""
+    #: per metric whose growth no Python object found explains, a plain sentence (native memory, C holders)
+    unexplained: list[str] = field(default_factory=list)
+    #: counterfactual re-runs (``--verify``); empty when none was asked for
+    verification: list[Verification] = field(default_factory=list)
 
     # -- derived views (never stored twice) -------------------------------------------------------------
     @property
@@ -336,6 +307,8 @@ class Session:
             "advice": list(self.advice),
             "status": self.status,
             "finding": self.finding,
+            "unexplained": list(self.unexplained),
+            "verification": [asdict(v) for v in self.verification],
         }
         out: dict[str, Any] = finite(d)
         return out
@@ -364,6 +337,8 @@ class Session:
                 advice=strings(d, "advice"),
                 status=_status(d.get("status")),
                 finding=str(d.get("finding", "")),
+                unexplained=strings(d, "unexplained"),
+                verification=[build(Verification, v) for v in as_list(d, "verification")],
             )
         except SessionError:
             raise
