@@ -141,6 +141,27 @@ def test_native_growth_is_reported_as_unexplained(mod: types.ModuleType) -> None
     assert "RSS growth" in text and "not explained by Python objects" in text and "native memory" in text
 
 
+def test_large_untracked_buffers_in_an_old_list_are_not_called_native(mod: types.ModuleType) -> None:
+    """bytearrays are not tracked by the gc: no birth marker dates them, so the growth set cannot hold the ones an
+    old list keeps. The report must say where they are, not blame native memory, and must not make a cause of
+    what it cannot date."""
+    mod.kept = []
+    size = 8 * 1024 * 1024
+
+    def body(c: int) -> None:
+        buf = bytearray(size)
+        buf[::4096] = b"x" * len(buf[::4096])  # touched, so resident
+        mod.kept.append(buf)
+
+    session = _profile(body)
+    rss = session.verdict("rss_bytes")
+    assert rss is not None and rss.leak, rss
+    text = " ".join(session.unexplained)
+    assert f"{mod.__name__}.kept holds" in text and "Large buffers the garbage collector does not track" in text, text
+    assert "none is shown as the cause" in text and "native memory" not in text
+    assert not [c for c in _chains(session, "rss_bytes") if c.role == "cause"]
+
+
 def test_frame_locals_and_exclusive_bytes_are_counted() -> None:
     gc.collect()
     marker: list[Any] = []

@@ -119,6 +119,20 @@ def test_rerunning_a_marked_cell_makes_one_cycle_per_run(tmp_path):
     assert "no session is recording" in _text(again)
 
 
+def test_the_output_cache_is_named_when_it_keeps_the_growth(tmp_path):
+    """A cell whose last line is a value: IPython keeps every result in ``Out`` (and ``_``, ``_N``). The chain
+    names that cache for what it is, not as an unknown dict of ``__main__``."""
+    cells = [
+        "%load_ext closuretrace\nimport numpy as np",
+        "%%closuretrace_cycle --name runs\nnp.ones(500_000)",  # 4 MB, the cell's result: Out keeps it
+        "%closuretrace stop",
+    ]
+    out = _run(tmp_path, cells, repeat={1: 6})
+    doc = _report(out[7])
+    assert "IPython&#39;s output cache" in doc or "IPython's output cache" in doc, doc[-3000:]
+    assert "__main__.Out" in doc
+
+
 def test_bad_magic_options_are_one_line(tmp_path):
     cells = ["%load_ext closuretrace", "%%closuretrace --warmup lots\nx = 1", "%%closuretrace --cycle-on nope\nx = 1"]
     out = _run(tmp_path, cells)

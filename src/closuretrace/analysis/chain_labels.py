@@ -12,6 +12,8 @@ import types
 from collections.abc import Iterator
 from typing import TypeGuard, TypeVar
 
+from closuretrace.analysis.kernel_names import kernel_note
+
 _T = TypeVar("_T")
 #: Longest key repr in a ``['key']`` label.
 _KEY_REPR_MAX = 60
@@ -37,7 +39,7 @@ _type_mro = type.__dict__["__mro__"].__get__
 def label_path(path: list[object], root: str) -> list[str]:
     """The hop labels of ``path`` (objects, root first) under ``root``; empties ``path`` so nothing is kept."""
     try:
-        hops = [f"{root} → {describe(path[0])}"]
+        hops = [f"{root}{kernel_note(root)} → {describe(path[0])}"]
         i = 0
         while i < len(path) - 1:
             try:

@@ -8,6 +8,7 @@ import sys
 import types
 
 from closuretrace.analysis.chain_labels import code_qualname, isa, type_dict
+from closuretrace.analysis.kernel_names import notebook_namespace
 
 __all__ = ["executing_frame_ids", "frame_fallback", "is_own_frame", "module_roots"]
 
@@ -30,6 +31,9 @@ def module_roots() -> dict[int, str]:
         own = d.get("__name__")
         if id(d) not in roots or own == name:  # prefer the module's own name over an alias
             roots[id(d)] = name
+    ns = notebook_namespace()
+    if ns is not None:
+        roots[id(ns)] = "__main__"  # a notebook's globals: the user's __main__, not the kernel's launcher
     return roots
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from closuretrace.analysis.buffers import large_buffers
 from closuretrace.analysis.chain_labels import describe, label_path, short_type
 from closuretrace.analysis.chains import find_root_path
 from closuretrace.analysis.holders import HolderGraph, Label
@@ -180,7 +181,7 @@ def _explain(
     label = session.metric_info(v.metric).label or v.metric
     if total <= 0:
         if m.in_bytes:
-            unexplained.append(_unexplained_text(label, v, 0, growth.cycles))
+            unexplained.append(_unexplained_text(label, v, 0, growth.cycles, own))
         return
     alone = {lab: x for lab, x in m.by_label.items() if isinstance(lab, int) and lab >= 0}
     causes = [s for s, x in sorted(alone.items(), key=lambda kv: -kv[1]) if x / total >= MATERIAL]
@@ -200,7 +201,7 @@ def _explain(
         return
     python = sum(m.by_label.values())
     if m.in_bytes and python / total < MATERIAL:
-        unexplained.append(_unexplained_text(label, v, python, growth.cycles))
+        unexplained.append(_unexplained_text(label, v, python, growth.cycles, own))
         return
     best = max(alone, key=lambda s: alone[s]) if alone else None
     if best is not None and alone[best] > 0:
@@ -309,14 +310,33 @@ def _specific(growth: Growth) -> Callable[[object], bool]:
     return lambda o: type(o).__module__ != "builtins"
 
 
-def _unexplained_text(label: str, v: Verdict, python: int, cycles: int) -> str:
+def _unexplained_text(label: str, v: Verdict, python: int, cycles: int, own: list[Any]) -> str:
     grown = max(v.slope_per_cycle, 0.0) * cycles
     pct = f"{100 * python / grown:.0f}%" if grown > 0 else "none"
+    buffers = ""
+    if grown > 0:
+        # Large bytes/arrays are not tracked by the gc: no marker dates them, so the growth set cannot hold one
+        # an old container keeps. Before blaming native memory, see whether containers hold that much in them.
+        holders = [h for h in large_buffers(ignore={id(o) for o in own} | {id(own)}) if h.nbytes >= 0.1 * grown][:3]
+        held = sum({k: n for h in holders for k, n in h.buffers.items()}.values())  # each buffer once
+        if holders:
+            where = "; ".join(f"{h.name} holds {h.count} ({fmt_bytes(h.nbytes)})" for h in holders)
+            buffers = (
+                f" Large buffers the garbage collector does not track (bytes, bytearray, arrays) hold "
+                f"{fmt_bytes(held)} ({100 * held / grown:.0f}% of that growth): {where}; their birth cycle cannot "
+                "be told, so none is shown as the cause, but if these containers grow every cycle, they are what "
+                "to clear."
+            )
+        if held >= MATERIAL * grown:
+            return (
+                f"{label} growth ({fmt_rate(v.slope_per_cycle, v.unit)}, {fmt_bytes(grown)} over {cycles} cycle(s)) "
+                f"is not in the objects born since the warm-up.{buffers}"
+            )
     return (
         f"{label} growth ({fmt_rate(v.slope_per_cycle, v.unit)}) is not explained by Python objects: those born "
         f"since the warm-up and still alive hold {fmt_bytes(python)} of the {fmt_bytes(grown)} it grew over "
         f"{cycles} cycle(s) ({pct}); the rest is native memory (C/C++ allocations, allocator caches) that no "
-        "Python holder keeps."
+        f"Python holder keeps.{buffers}"
     )
 
 
