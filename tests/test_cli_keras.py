@@ -77,7 +77,7 @@ def test_with_the_hooks_each_fit_ends_a_cycle(runs: dict[str, dict[str, Any]]) -
     data = runs["hooked"]
     assert data["settings"]["keras"] is True
     assert [c["label"] for c in data["cycles"]] == [f"fit #{i}" for i in range(1, FITS + 1)]
-    assert [(e["cycle"], e["kind"]) for e in data["events"]] == [
+    assert [(e["cycle"], e["kind"]) for e in data["events"] if e["kind"] in ("compile", "fit")] == [
         (i, kind) for i in range(FITS) for kind in ("compile", "fit")
     ]
     losses = [c for c in data["closures"] if c["source"] == "keras"]

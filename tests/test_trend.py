@@ -182,8 +182,12 @@ def test_few_rising_cycles_are_undecided_but_can_leak() -> None:
 def test_four_points_fall_back_to_least_squares() -> None:
     t, state = judge([0.0, 4 * MiB, 8 * MiB, 12 * MiB], RSS_FLOOR)
     assert t.estimator == "least-squares" and state == "leak" and t.shape == "undecided"
-    t, state = judge([0.0, 4 * MiB, 8 * MiB], RSS_FLOOR)  # 3 points: no order is unlikely enough to be a rise
-    assert state == "grows"
+    # 3 points: the rank test cannot reach 5% at all (p >= 1/6), so the t interval (1 degree of freedom, wide)
+    # decides: an exact rise (a count that grows by the same number every cycle) is a leak, a noisy one is not.
+    t, state = judge([0.0, 4 * MiB, 8 * MiB], RSS_FLOOR)
+    assert state == "leak" and t.low == t.high == 4 * MiB
+    t, state = judge([0.0, 8 * MiB, 6 * MiB], RSS_FLOOR)
+    assert state == "flat" and t.low < 0 < t.slope
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ __all__ = [
     "append_step_summary",
     "check_output",
     "default_output",
+    "publish",
     "report_paths",
     "warn",
     "write_reports",
@@ -166,3 +167,16 @@ def append_step_summary(markdown: str, enabled: bool = True) -> Path | None:
         warn(f"cannot append to GITHUB_STEP_SUMMARY {target} ({exc.strerror})")
         return None
     return Path(target)
+
+
+def publish(
+    paths: Sequence[Path], render: Callable[[str], str], raw_json: Callable[[], str], step_summary: bool = True
+) -> list[Path]:
+    """:func:`write_reports`, then the Markdown appended to the CI step summary (a courtesy: a failing summary
+    never costs the report). What ``profile`` and ``compare`` do with a finished session."""
+    written = write_reports(paths, render, raw_json)
+    try:
+        append_step_summary(render("markdown"), enabled=step_summary)
+    except Exception as exc:
+        warn(f"could not write the step summary ({type(exc).__name__}: {exc})")
+    return written

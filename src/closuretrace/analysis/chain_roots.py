@@ -45,47 +45,54 @@ def is_own_frame(frame: types.FrameType) -> bool:
         return True
 
 
-def executing_frame_ids() -> set[int]:
-    """Ids of the frames every thread is running now (invisible to the garbage collector)."""
-    ids: set[int] = set()
+def running_frames() -> list[types.FrameType]:
+    """Every frame that some thread is running now, each thread's innermost first (frames are invisible to the
+    garbage collector while they run), this function's and its caller's left out, so that the caller never
+    holds its own frame. The caller must ``clear()`` the list when done: a frame kept by mistake keeps its
+    callers and their locals alive."""
+    frames: list[types.FrameType] = []
     tops = sys._current_frames()
+    here, caller = sys._getframe(), sys._getframe(1)
     top: types.FrameType | None = None
     f: types.FrameType | None = None
     try:
         for top in tops.values():
             f = top
             while f is not None:
-                ids.add(id(f))
+                if f is not here and f is not caller:
+                    frames.append(f)
                 f = f.f_back
     finally:
         # ``top`` may be this very frame: unbound, or the frame would keep itself (and its callers) alive
         tops.clear()
-        top = f = None
-    return ids
+        top = f = here = caller = None  # type: ignore[assignment]
+    return frames
 
+
+def executing_frame_ids() -> set[int]:
+    """Ids of the frames every thread is running now."""
+    frames = running_frames()
+    try:
+        return {id(f) for f in frames} | {id(sys._getframe(1))}  # the caller runs too
+    finally:
+        frames.clear()
 
 
 def frame_fallback(depth: dict[int, int], skip: set[int]) -> tuple[str, int] | None:
     """``("frame of f local 'x'", id of the object)`` for the running frame's local nearest the target
     (frames of closuretrace itself and frames passed in ``ignore`` excepted)."""
     best: tuple[int, str, int] | None = None
-    tops = sys._current_frames()
-    top: types.FrameType | None = None
-    f: types.FrameType | None = None
+    frames = running_frames()
     try:
-        for top in tops.values():
-            f = top
-            while f is not None:
-                if id(f) not in skip and not is_own_frame(f):
-                    hit = _frame_local_hit(f, depth)
-                    if hit is not None and (best is None or hit[0] < best[0]):
-                        best = (hit[0], f"frame of {code_qualname(f.f_code)} local '{hit[1]}'", hit[2])
-                f = f.f_back
+        for f in frames:
+            if id(f) not in skip and not is_own_frame(f):
+                hit = _frame_local_hit(f, depth)
+                if hit is not None and (best is None or hit[0] < best[0]):
+                    best = (hit[0], f"frame of {code_qualname(f.f_code)} local '{hit[1]}'", hit[2])
     except Exception:
         pass
     finally:
-        tops.clear()
-        top = f = None  # see executing_frame_ids
+        frames.clear()
     return None if best is None else (best[1], best[2])
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from closuretrace.analysis.chain_labels import isa, owner_dict, probe_fields
-from closuretrace.analysis.chain_roots import executing_frame_ids, is_own_frame, module_roots
+from closuretrace.analysis.chain_roots import executing_frame_ids, is_own_frame, module_roots, running_frames
 from closuretrace.instrument.captures import nbytes_of
 
 __all__ = ["MANY", "MAX_JOINT", "HolderGraph", "Label", "Source"]
@@ -217,19 +217,13 @@ class HolderGraph:
 
     def _frame_sources(self) -> None:
         """Local variables of running functions (other than closuretrace's) that hold new objects."""
-        tops = sys._current_frames()
-        top: types.FrameType | None = None
-        f: types.FrameType | None = None
+        frames = running_frames()
         try:
-            for top in tops.values():
-                f = top
-                while f is not None:
-                    if not is_own_frame(f):
-                        self._frame_locals(f)
-                    f = f.f_back
+            for f in frames:
+                if not is_own_frame(f):
+                    self._frame_locals(f)
         finally:
-            tops.clear()
-            top = f = None  # a frame bound here would keep itself alive
+            frames.clear()
 
     def _frame_locals(self, f: types.FrameType) -> None:
         try:

@@ -13,7 +13,6 @@ that cannot be written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import importlib.util
 import os
@@ -39,7 +38,7 @@ from closuretrace.experiment.scenarios import (
 )
 from closuretrace.outcome import EXIT_INTERRUPTED
 from closuretrace.renderers import render
-from closuretrace.reports import ReportError, append_step_summary, err, report_paths, write_reports
+from closuretrace.reports import err, publish, report_paths
 
 NAME = "compare"
 HELP = "run the closure-loss scenarios, each in its own process, and say what drives memory growth"
@@ -229,10 +228,7 @@ def execute(args: argparse.Namespace) -> int:
     if not triples:
         raise CLIError("no scenario to run with these --strategies/--captures/--compiles")
     _need_keras(keras, tuple(backends))
-    try:
-        outputs = report_paths(args.output, "compare")
-    except ReportError as exc:
-        raise CLIError(str(exc)) from None
+    outputs = report_paths(args.output, "compare")  # a ReportError is one line (cli.main)
     status = 0
     for backend in backends:
         paths = outputs if len(backends) == 1 else [p.with_name(f"{p.stem}-{backend}{p.suffix}") for p in outputs]
@@ -292,12 +288,7 @@ def _run_one(
     session.run.cwd = os.getcwd()
     session.settings["keras"] = "Keras 2 (tf_keras)" if keras == "2" else "Keras 3 (keras)"
     session.settings["backend"] = backend
-    try:
-        written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
-    except ReportError as exc:
-        raise CLIError(str(exc)) from None
-    with contextlib.suppress(Exception):  # the step summary is a courtesy: the report is written
-        append_step_summary(render(session, "markdown"), enabled=not args.no_step_summary)
+    written = publish(outputs, lambda fmt: render(session, fmt), session.to_json, not args.no_step_summary)
     if not args.quiet:
         err(render(session, "text"))
     err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")

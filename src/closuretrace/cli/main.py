@@ -18,6 +18,7 @@ from typing import NoReturn, Protocol
 from closuretrace._version import __version__
 from closuretrace.cli.errors import EXIT_USAGE, CLIError, error_line
 from closuretrace.outcome import EXIT_INTERRUPTED
+from closuretrace.reports import ReportError
 
 PROG = "closuretrace"
 
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as exc:
         sys.stderr.write(error_line(str(exc)) + "\n")
         return exc.exit_code
+    except ReportError as exc:  # a report path that cannot be written: the user's to fix
+        sys.stderr.write(error_line(str(exc)) + "\n")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write(error_line("interrupted") + "\n")
         return EXIT_INTERRUPTED

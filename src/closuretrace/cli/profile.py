@@ -28,7 +28,7 @@ from closuretrace.cli.errors import EXIT_USAGE, CLIError
 from closuretrace.progress import live_progress, wanted
 from closuretrace.renderers import render
 from closuretrace.renderers.text import leak_line
-from closuretrace.reports import ReportError, append_step_summary, err, report_paths, warn, write_reports
+from closuretrace.reports import err, publish, report_paths, warn
 
 # parse_size/parse_threshold live in closuretrace.units (the pytest marker reads sizes too); re-exported here.
 from closuretrace.units import parse_size, parse_threshold
@@ -171,11 +171,8 @@ class ProfileCommand:
         except ValueError as exc:
             raise CLIError(str(exc)) from None
 
-        try:
-            # -o picks one format by its extension; by default JSON, Markdown and HTML are written side by side.
-            outputs = report_paths(args.output, main_run.stem)
-        except ReportError as exc:
-            raise CLIError(str(exc)) from None
+        # -o picks one format by its extension; by default JSON, Markdown and HTML are written side by side.
+        outputs = report_paths(args.output, main_run.stem)  # a ReportError is one line (cli.main)
 
         try:
             main_run.__enter__()
@@ -199,12 +196,7 @@ class ProfileCommand:
             main_run.__exit__(None, None, None)
 
         importlib.import_module("closuretrace.verify").after_profile(args, session)  # --verify: one more run
-        try:
-            written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
-        except ReportError as exc:
-            raise CLIError(str(exc)) from None
-        with contextlib.suppress(Exception):  # the step summary is a courtesy: the report is written
-            append_step_summary(render(session, "markdown"), enabled=not args.no_step_summary)
+        written = publish(outputs, lambda fmt: render(session, fmt), session.to_json, not args.no_step_summary)
         try:
             sys.stdout.flush()
         except (OSError, ValueError, AttributeError):
