@@ -33,6 +33,9 @@ class ProfileOptions:
     census: bool = True
     chain_timeout: float = 5.0
     chain_depth: int = 25
+    #: run the full collection and the heap census in the profiled process at each cycle end, never in a
+    #: snapshot child (``closuretrace.probes.forked``)
+    probe_in_process: bool = False
 
     def to_settings(self) -> dict[str, Any]:
         return {
@@ -44,6 +47,7 @@ class ProfileOptions:
             "census": self.census,
             "chain_timeout": self.chain_timeout,
             "chain_depth": self.chain_depth,
+            "probe_in_process": self.probe_in_process,
         }
 
 

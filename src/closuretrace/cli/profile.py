@@ -199,6 +199,10 @@ class ProfileCommand:
         parser.add_argument("--tracemalloc", action="store_true", help="also measure with tracemalloc (slower)")
         parser.add_argument("--no-keras", action="store_true", help="do not hook keras compile()/fit()")
         parser.add_argument(
+            "--probe-in-process", action="store_true",
+            help="collect and count the heap in this process at each cycle end, not in a forked snapshot child",
+        )
+        parser.add_argument(
             "--census-all", action="store_true",
             help="also list closures whose code is in the stdlib or site-packages",
         )
@@ -223,6 +227,7 @@ class ProfileCommand:
             include_libraries=args.census_all,
             tracemalloc=args.tracemalloc,
             keras=not args.no_keras,
+            probe_in_process=args.probe_in_process,
         )
         try:
             main_run = MainRun(
