@@ -195,10 +195,11 @@ class Profiler:
         try:
             if not self.cycles:
                 self.end_cycle("end")
-            self._forked.stop(outcome)
             # "Alive at end" means at exit: garbage the program left after its last cycle (a closure in a
-            # reference cycle) is collected now, so its record says when it went.
+            # reference cycle) is collected now, so its record says when it went. The last snapshot child, if
+            # any, counts its cycle meanwhile.
             gc.collect()
+            self._forked.stop(outcome)
             run = self._run
             run.outcome, run.exit_code, run.error = outcome, exit_code, error
             run.duration_s = time.perf_counter() - self._t_start

@@ -1,13 +1,16 @@
 """The cycle end in a snapshot child: what the profiler does before it forks, what the child counts, how the
 counts are folded back (the process side is :mod:`closuretrace.probes.snapshot`).
 
-Before forking, the profiler looks at the objects that are new since the previous cycle (:meth:`HeapProbe.new_objects
-<closuretrace.probes.heap.HeapProbe.new_objects>`, a young collection and no full one) for user closures and for
-instances of the types that grew in the last counted cycle, and takes weak references to them: references must
-live in the profiler's process. The child collects its copy of the heap and tells which of them survived the
-collection; only those are adopted (closures, with the cycle they were found in) or kept as samples, exactly
-the objects an in-process probe would have found alive. The child also names the watched closures its
-collection freed, so their records say the cycle they became garbage in, as an in-process probe's would.
+The profiler's own process must not walk its whole heap at a cycle end (after a fork, every page it touches is
+copied or at least faulted in), yet weak references to newly found closures and to sampled instances must be
+made there. So a gc callback, :class:`YoungWatch`, looks at the objects of the two young generations whenever a
+collection is about to move the survivors into the oldest one: every object that lives past a young collection
+passes it once. It keeps weak references to user closures and to instances of the types that grew in the last
+counted cycle. At the cycle end a collection of the young generations passes the rest, and the child, which
+collects its copy of the heap, says which of these candidates survived a full collection: only those are adopted
+(closures, with the cycle they were found in) or kept as samples, the objects an in-process probe would have
+found alive. The child also names the watched closures its collection freed, so their records say the cycle they
+became garbage in, as an in-process probe's would.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+import warnings
 import weakref
+from collections import deque
+from itertools import compress
 from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from closuretrace.probes.base import CycleContext
-from closuretrace.probes.heap import SAMPLE_PER_TYPE, SAMPLE_TYPES
+from closuretrace.probes.heap import SAMPLE_PER_TYPE, SAMPLE_TYPES, HeapProbe
 from closuretrace.probes.snapshot import ChildFailed, SnapshotChild, child_timeout, prepare, unsafe_reason
 from closuretrace.session import ClosureRecord, CycleSample
 
@@ -31,8 +37,8 @@ __all__ = ["ForkedProbes"]
 
 #: Candidates taken per grown type before the child says which survived (some are garbage).
 CANDIDATES_PER_TYPE = 2 * SAMPLE_PER_TYPE
-#: At the end of a run stopped by SIGTERM, the last child gets at most this long.
-TERMINATED_WAIT_S = 2.0
+#: At the end of a run stopped by SIGTERM or Ctrl-C, the last child gets at most this much longer.
+STOPPING_WAIT_S = 2.0
 
 
 def _ignore(ref: weakref.ref[Any]) -> None:
@@ -57,6 +63,7 @@ class ForkedProbes:
         #: why the cycle ends run in process (from the first failure or unsafe condition on)
         self.off: str | None = "--probe-in-process" if prof.options.probe_in_process else None
         self.timeout = child_timeout()
+        self.watch: YoungWatch | None = None
         self._work = self._child_work  # one bound method, made once: the child's heap holds it too
         if self.off is None:
             prepare()  # now, not in the first cycle's readings
@@ -72,6 +79,8 @@ class ForkedProbes:
             yield entry[1]
         yield self.freed
         yield self.grown
+        if self.watch is not None:
+            yield from self.watch.own_objects()
         if self.child is not None:
             yield self.child
 
@@ -81,52 +90,53 @@ class ForkedProbes:
             reason = unsafe_reason()
             if reason is not None:
                 self.off = reason
+                self.unwatch()
                 self._prof.record_event("probes_in_process", reason=reason)
         return self.off is None
 
     # -- the parent, at the end of a cycle ------------------------------------------------------------------
     def begin(self, sample: CycleSample) -> bool:
-        """Take the candidates among new objects, then fork the child that counts ``sample``'s cycle.
+        """Take the candidates found since the last cycle end, then fork the child that counts ``sample``'s cycle.
 
         False when the fork failed: the candidates that survive a collection are adopted, and the caller
         probes this cycle in process.
         """
         prof = self._prof
-        heap = prof.heap
-        wanted = dict.fromkeys(self.grown, CANDIDATES_PER_TYPE)
-        names: dict[type, str | None] = {}
-        find = prof.options.census
-        new = heap.new_objects()
-        try:
-            for o in new:
-                t = type(o)
-                if find and t is FunctionType and heap.is_user_closure(o):
-                    self.closures.append(weakref.ref(o, _ignore))
-                    continue
-                if not wanted:
-                    continue
-                name = names.get(t, "")
-                if name == "":
-                    name = names[t] = _name(t) if t.__weakrefoffset__ else None
-                left = wanted.get(name) if name else None
-                if left:
-                    self.samples.append((name, weakref.ref(o, _ignore)))  # type: ignore[arg-type]
-                    wanted[name] = left - 1  # type: ignore[index]
-        finally:
-            del new
-        names.clear()
+        watch = self.watch
+        if watch is None:
+            watch = self.watch = YoungWatch(prof.heap, prof.options.census)
+            gc.callbacks.append(watch)
+            objs = gc.get_objects()  # once: what the program made before the first cycle end
+            try:
+                watch.look(objs)
+            finally:
+                del objs
+        gc.collect(1)  # the young survivors pass the watch on their way to the oldest generation
+        self.closures, self.samples = watch.harvest()
+        watch.want(self.grown)
         self.cycle = prof.cycle_index
         try:
-            self.child = SnapshotChild.spawn(self._work)
+            with warnings.catch_warnings():
+                # JAX (and Python >= 3.12) warn on any fork of a threaded process; the child never calls into them.
+                warnings.filterwarnings("ignore", r".*(fork|multi-threaded)", RuntimeWarning)
+                warnings.filterwarnings("ignore", r".*(fork|multi-threaded)", DeprecationWarning)
+                self.child = SnapshotChild.spawn(self._work)
         except OSError as exc:
             self.off = f"fork() failed ({exc.strerror or exc})"
             prof.record_event("probe_fallback", cycle=self.cycle, reason=self.off, then="probes run in process")
+            self.unwatch()
             gc.collect()
             self._adopt(self.closures)
             self._drop()
             return False
         self.sample = sample
         return True
+
+    def unwatch(self) -> None:
+        """Remove the gc callback (when probes move in process, and at the end of the run)."""
+        watch, self.watch = self.watch, None
+        if watch is not None and watch in gc.callbacks:
+            gc.callbacks.remove(watch)
 
     def fold_in(self, *, timeout: float | None = None) -> None:
         """Wait (bounded) for the child in flight and put its counts into its cycle; on failure, say so and
@@ -171,6 +181,7 @@ class ForkedProbes:
         prof = self._prof
         self.off = reason
         prof.record_event("probe_fallback", cycle=self.cycle, reason=reason, then="probes run in process")
+        self.unwatch()
         prof._census_changes.append({})  # the census of that cycle is unknown: no change is recorded
         gc.collect()
         self._adopt(self.closures)
@@ -191,8 +202,9 @@ class ForkedProbes:
 
     def stop(self, outcome: str) -> None:
         """At the end of the run: the last child's counts (bounded; short when the run was terminated)."""
-        if self.child is not None and outcome == "terminated":
-            self.fold_in(timeout=min(self.timeout, time.monotonic() - self.child.started + TERMINATED_WAIT_S))
+        self.unwatch()
+        if self.child is not None and outcome in ("terminated", "interrupted"):
+            self.fold_in(timeout=min(self.timeout, time.monotonic() - self.child.started + STOPPING_WAIT_S))
         self.fold_in()
 
     def records(self, records: list[ClosureRecord]) -> list[ClosureRecord]:
@@ -209,6 +221,8 @@ class ForkedProbes:
     def _child_work(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         prof = self._prof
+        if self.watch in gc.callbacks:
+            gc.callbacks.remove(self.watch)
         gc.collect()
         reading = prof.heap.census(self.own_objects())
         registry = prof.registry
@@ -234,6 +248,83 @@ class ForkedProbes:
             "freed": [r.serial for r in registry.records if r.collected_cycle == self.cycle],
             "seconds": time.perf_counter() - t0,
         }
+
+
+class _Interesting(dict[type, str]):
+    """type -> its name where its instances are looked at (functions, and the wanted types that take weak
+    references), else ``""``; filled on first sight, so the watch's filter runs at C speed."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def __missing__(self, t: type) -> str:
+        name = ""
+        if t is FunctionType:
+            name = "function"
+        elif t.__weakrefoffset__:
+            full = _name(t)
+            name = full if full in self.names else ""
+        self[t] = name
+        return name
+
+
+class YoungWatch:
+    """A gc callback: at the start of each collection of a young generation into the oldest, takes weak
+    references to the user closures and to instances of wanted types among the young objects."""
+
+    def __init__(self, heap: HeapProbe, census: bool) -> None:
+        self._heap = heap
+        self._census = census
+        self._filter = _Interesting(set())
+        self.closures: dict[int, weakref.ref[Any]] = {}
+        self.samples: dict[str, deque[weakref.ref[Any]]] = {}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info.get("generation", 0) >= 1:
+            try:
+                self.look(gc.get_objects(generation=0) + gc.get_objects(generation=1))
+            except Exception:  # never in the program's way
+                pass
+
+    def look(self, objs: list[Any]) -> None:
+        kinds = self._filter
+        for o in compress(objs, map(kinds.__getitem__, map(type, objs))):
+            name = kinds[type(o)]
+            if name == "function":
+                if self._census and self._heap.is_user_closure(o):
+                    ref = self.closures.get(id(o))
+                    if ref is None or ref() is not o:
+                        self.closures[id(o)] = weakref.ref(o, _ignore)
+            else:
+                found = self.samples.get(name)
+                if found is None:
+                    found = self.samples[name] = deque(maxlen=CANDIDATES_PER_TYPE)
+                found.append(weakref.ref(o, _ignore))
+
+    def want(self, names: list[str]) -> None:
+        """Sample instances of these types from now on."""
+        self._filter = _Interesting(set(names))
+
+    def harvest(self) -> tuple[list[weakref.ref[Any]], list[tuple[str, weakref.ref[Any]]]]:
+        """The candidates still alive, newest samples first; the watch starts afresh."""
+        closures, self.closures = self.closures, {}
+        samples, self.samples = self.samples, {}
+        alive = [r for r in closures.values() if r() is not None]
+        picked = [(name, r) for name, refs in samples.items() for r in reversed(refs) if r() is not None]
+        return alive, picked
+
+    def own_objects(self) -> Any:
+        yield self
+        yield self._filter
+        yield self._filter.names
+        # Copies: a collection (and so this watch) may run while the caller iterates.
+        yield self.closures
+        yield from list(self.closures.values())
+        yield self.samples
+        for refs in list(self.samples.values()):
+            yield refs
+            yield from refs
 
 
 def _name(t: type) -> str:

@@ -169,28 +169,6 @@ class HeapProbe:
         by_type = {sys.intern(qualified_name(t)): n for t, n in counts.items()}
         return HeapReading(gc_objects=total, by_type=by_type, type_objects=counts)
 
-    def new_objects(self) -> list[Any]:
-        """Objects that are new since the previous call and survived a young collection, newest first.
-
-        Without the full collection (a snapshot child does that): a collection of the two young generations
-        places this call's marker, and every survivor made after it, at the end of the oldest generation, where
-        the next call finds them after the marker. May hold garbage the program has not collected yet.
-        """
-        marker, self._marker = self._marker, []
-        gc.collect(1)
-        objs = gc.get_objects(generation=2)
-        try:
-            start = 0
-            if marker is not None:
-                for i in range(len(objs) - 1, -1, -1):
-                    if objs[i] is marker:
-                        start = i + 1
-                        break
-            young = gc.get_objects(generation=1) + gc.get_objects(generation=0)
-            return [*young[::-1], *objs[start:][::-1]]
-        finally:
-            del objs
-
     def is_user_closure(self, o: Any) -> bool:
         """Whether ``o`` is a closure of the user's code that the census should adopt."""
         return (

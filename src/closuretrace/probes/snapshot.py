@@ -84,12 +84,26 @@ def _gpu_context() -> str | None:
     backends = getattr(bridge, "_backends", None)
     if isinstance(backends, dict) and any(name != "cpu" for name in backends):
         return "JAX has a non-CPU backend (forking a device runtime is unsafe)"
+    return _cuda_mapped()
+
+
+_maps_checked_at = -1
+
+
+def _cuda_mapped() -> str | None:
+    """Whether the CUDA driver library is mapped (any library may have set up a context with it). The map is
+    read again only when modules were imported since: a native library comes with one."""
+    global _maps_checked_at
+    n = len(sys.modules)
+    if n == _maps_checked_at:
+        return None
     try:
         with open("/proc/self/maps", "rb") as f:
             if b"/libcuda.so" in f.read():
                 return "the CUDA driver is loaded in this process (forking a CUDA context is unsafe)"
     except OSError:
         pass
+    _maps_checked_at = n
     return None
 
 
