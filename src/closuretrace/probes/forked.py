@@ -154,6 +154,9 @@ class ForkedProbes:
         except ChildFailed as exc:
             self._failed(sample, str(exc))
             return
+        except BaseException:  # Ctrl-C or SIGTERM while waiting: the child was killed; say so, then stop
+            self._failed(sample, "the run was stopped while the probe child counted; it was killed")
+            raise
         self._apply(sample, out)
 
     def _apply(self, sample: CycleSample, out: dict[str, Any]) -> None:

@@ -149,7 +149,7 @@ class HeapProbe:
     def count(self, objs: list[Any], extra_own: Iterable[Any] = ()) -> tuple[Counter[type], int]:
         """Instances per type in ``objs`` and their total, the tool's own containers (and ``extra_own``) left out."""
         counts: Counter[type] = Counter(map(type, objs))
-        own = itertools.chain(self._own(), self.own_objects(), extra_own)
+        own = itertools.chain(self._own(), self.own_objects(), extra_own, (extra_own,))
         mine = {id(o): o for o in own if gc.is_tracked(o)}
         counts.subtract(Counter(map(type, mine.values())))
         del mine

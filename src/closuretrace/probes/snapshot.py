@@ -44,6 +44,7 @@ child_hook: Callable[[], None] | None = None
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _PR_SET_PDEATHSIG = 1
 _libc: Any = None
+_prctl: Any = None
 
 
 def child_timeout() -> float:
@@ -130,7 +131,8 @@ class SnapshotChild:
             fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 1 << 20)  # type: ignore[attr-defined,unused-ignore]
         parent = os.getpid()
         # SIGINT/SIGTERM wait until the child has set its own handlers (it must never run the program's).
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        # As plain ints: the child holds this while it counts, and gc untracks a tuple of ints.
+        old = tuple(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS))
         try:
             pid = os.fork()
             if pid == 0:
@@ -224,13 +226,14 @@ def _describe(status: int | None) -> str:
 
 def prepare() -> None:
     """Load what a fork needs (libc's ``prctl``) ahead of the first cycle end."""
-    global _libc
+    global _libc, _prctl
     if _libc is None and sys.platform == "linux":
         try:
             import ctypes
 
             _libc = ctypes.CDLL(None, use_errno=True)
-        except (OSError, ImportError):
+            _prctl = _libc.prctl  # looked up here: the child must make no objects of its own before it counts
+        except (OSError, ImportError, AttributeError):
             _libc = False
 
 
@@ -240,8 +243,8 @@ def _child_main(wfd: int, rfd: int, parent: int, mask: Any, work: Callable[[], d
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the program; the parent stops us
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if _libc:
-            _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             raise SystemExit(1)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
