@@ -27,6 +27,12 @@ pytestmark = pytest.mark.skipif(snapshot.unsafe_reason() is not None, reason=str
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
+@pytest.fixture(autouse=True)
+def _fork_any_heap(monkeypatch):
+    """These tests' heaps are small; by default a run on a small heap probes in process."""
+    monkeypatch.setenv("CLOSURETRACE_SNAPSHOT_MIN_OBJECTS", "0")
+
+
 class GarbageNode:
     """Instances are only ever made in reference cycles and dropped: garbage until a full collection."""
 
@@ -136,6 +142,15 @@ def test_a_profiled_loop_gets_the_same_counts_and_verdicts_in_both_modes():
     assert [(r.factory, r.created_cycle, r.collected_cycle) for r in child.closures] == [
         (r.factory, r.created_cycle, r.collected_cycle) for r in here.closures
     ]
+
+
+def test_a_run_on_a_small_heap_probes_in_process_and_says_why(monkeypatch):
+    monkeypatch.setenv("CLOSURETRACE_SNAPSHOT_MIN_OBJECTS", str(10**9))
+    session, forked, _ = _run_loop(in_process=False, cycles=3)
+    assert not forked
+    assert [e.kind for e in session.events] == ["probes_in_process"]
+    assert "small heap" in session.events[0].detail["reason"]
+    assert all("gc_objects" in c.metrics for c in session.cycles)
 
 
 def test_a_hung_child_is_killed_and_the_cycle_falls_back_with_the_report_saying_so(monkeypatch):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import time
 import warnings
 import weakref
@@ -34,6 +35,19 @@ if TYPE_CHECKING:
     from closuretrace.profiler import Profiler
 
 __all__ = ["ForkedProbes"]
+
+#: Below this many gc-tracked objects at the first cycle end, the whole run probes in process: collecting and
+#: counting a small heap costs less than a fork (``CLOSURETRACE_SNAPSHOT_MIN_OBJECTS`` overrides).
+MIN_OBJECTS = 100_000
+
+
+def min_objects() -> int:
+    """The heap size (gc-tracked objects) from which cycle ends fork."""
+    try:
+        return max(0, int(os.environ.get("CLOSURETRACE_SNAPSHOT_MIN_OBJECTS", "")))
+    except ValueError:
+        return MIN_OBJECTS
+
 
 #: Candidates taken per grown type before the child says which survived (some are garbage).
 CANDIDATES_PER_TYPE = 2 * SAMPLE_PER_TYPE
@@ -64,6 +78,7 @@ class ForkedProbes:
         self.off: str | None = "--probe-in-process" if prof.options.probe_in_process else None
         self.timeout = child_timeout()
         self.watch: YoungWatch | None = None
+        self._sized = False
         self._work = self._child_work  # one bound method, made once: the child's heap holds it too
         if self.off is None:
             prepare()  # now, not in the first cycle's readings
@@ -86,6 +101,13 @@ class ForkedProbes:
 
     def usable(self) -> bool:
         """Whether this cycle end may fork; notes once, as an event, why probes run in process instead."""
+        if self.off is None and self.watch is None and self.cycle == -1 and not self._sized:
+            self._sized = True
+            n = len(gc.get_objects())
+            least = min_objects()
+            if n < least:
+                self.off = f"a small heap ({n:,} objects, under {least:,}): probing in process costs less"
+                self._prof.record_event("probes_in_process", reason=self.off)
         if self.off is None:
             reason = unsafe_reason()
             if reason is not None:
