@@ -15,6 +15,7 @@ became garbage in, as an in-process probe's would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -301,12 +302,17 @@ class YoungWatch:
     def __init__(self, heap: HeapProbe, census: bool) -> None:
         self._heap = heap
         self._census = census
+        self._pid = os.getpid()
         self._filter = _Interesting(set())
         self.closures: dict[int, weakref.ref[Any]] = {}
         self.samples: dict[str, deque[weakref.ref[Any]]] = {}
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start" and info.get("generation", 0) >= 1:
+            if os.getpid() != self._pid:  # a process the program forked: it never harvests, so never watch there
+                with contextlib.suppress(ValueError):
+                    gc.callbacks.remove(self)
+                return
             try:
                 self.look(gc.get_objects(generation=0) + gc.get_objects(generation=1))
             except Exception:  # never in the program's way
