@@ -1,10 +1,12 @@
-"""Shared fixtures for the Keras/TensorFlow tests (tests marked ``tf``)."""
+"""Shared fixtures: Chromium, and Keras with data for the Keras/TensorFlow tests (tests marked ``tf``)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from support import chromium_path, require_module
 
 # Before anything imports TensorFlow: keep its C++ INFO/WARNING lines out of the test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,16 +19,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium's path (skipped only where it is missing and CI is not set)."""
+    return chromium_path()
+
+
+@pytest.fixture(scope="session")
 def keras_mod():
     """The ``keras`` module (skips the test where Keras is not installed)."""
-    return pytest.importorskip("keras")
+    return require_module("keras")
 
 
 @pytest.fixture(scope="session")
 def mnist_like():
     """``(x, y)``: 512 samples of 784 float32 features and one-hot labels of 10 classes that a linear teacher
     assigns, so an MLP can learn them. Stands in for MNIST (no network here); made once per session."""
-    np = pytest.importorskip("numpy")
+    np = require_module("numpy")
     rng = np.random.default_rng(20240611)
     x = rng.standard_normal((512, 784), dtype=np.float32)
     teacher = rng.standard_normal((784, 10), dtype=np.float32)

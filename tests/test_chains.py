@@ -14,6 +14,7 @@ import pytest
 
 import closuretrace.analysis.chains as chains
 from closuretrace.analysis.chains import ChainResult, find_chain
+from support import require_module
 
 
 class Payload:
@@ -357,8 +358,8 @@ def test_refcount_unchanged_when_nothing_is_found():
 
 @pytest.mark.tf
 def test_tensorflow_func_graph_chain():
-    keras = pytest.importorskip("keras")
-    np = pytest.importorskip("numpy")
+    keras = require_module("keras")
+    np = require_module("numpy")
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
 
@@ -413,3 +414,16 @@ def test_timing_on_a_million_object_heap(tmpmod):
         f"\nheap {len(gc.get_objects()):,} gc objects: 8-hop chain {narrow:.3f} s; "
         f"with 2,000 referrers per level {wide:.3f} s ({len(w.hops)} hops)"
     )
+
+
+def test_find_root_path_returns_the_objects_of_the_chain(tmpmod):
+    from closuretrace.analysis.chain_labels import label_path
+    from closuretrace.analysis.chains import find_root_path
+
+    tmpmod.REGISTRY = {"k": [Payload()]}
+    target = tmpmod.REGISTRY["k"][0]
+    found = find_root_path(target)
+    assert found.found and found.root == f"{tmpmod.__name__}.REGISTRY"
+    assert found.path[0] is tmpmod.REGISTRY and found.path[-1] is target
+    assert label_path(found.path, found.root) == find_chain(target).hops
+    assert found.path == []  # label_path empties it: nothing is kept

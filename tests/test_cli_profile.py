@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from closuretrace import load_session, render_text
 from closuretrace.cli.profile import EXIT_LEAK
 from closuretrace.units import parse_size, parse_threshold
+
+MiB = 1024 * 1024
 
 
 def profile(
@@ -39,6 +42,13 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
 def report(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def report_of(tmp_path: Path, prog: str, out: str, *args: str) -> dict[str, Any]:
+    """The JSON report of ``closuretrace profile -q -o OUT ARGS PROG`` (which must exit 0)."""
+    proc = profile(tmp_path, "-q", "-o", out, *args, prog)
+    assert proc.returncode == 0, proc.stderr
+    return report(tmp_path / out)
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -82,7 +92,8 @@ def test_outcome_exit_code_and_report(tmp_path: Path, body: str, code: int, outc
         assert proc.stderr.splitlines()[0] == "goodbye message"
     if outcome == "completed":
         assert proc.stdout == "hello\n"  # the summary goes to stderr: the program's stdout stays clean
-        assert "closures" in proc.stderr.lower() or "verdict" in proc.stderr.lower()
+        # stderr is exactly the text summary of the report just written, then where it was written
+        assert proc.stderr == render_text(load_session(out)) + f"closuretrace: report written to {out}\n"
 
 
 def test_quiet_prints_no_summary(tmp_path: Path) -> None:
@@ -159,6 +170,13 @@ def test_threshold_reaches_the_verdicts(tmp_path: Path) -> None:
     data = report(tmp_path / "out.json")
     assert data["settings"]["thresholds"] == {"rss_bytes": 2 * 1024**2, "gc_objects": 7}
     assert data["settings"]["warmup"] == 0
+    floors = {v["metric"]: v["noise_floor"] for v in data["verdicts"]}
+    assert floors["rss_bytes"] == 2 * 1024**2
+    assert floors["gc_objects"] == 7
+    # a metric without a --threshold keeps its default floor
+    default = report_of(tmp_path, "prog.py", "default.json")
+    assert floors["closures_alive"] == {v["metric"]: v["noise_floor"] for v in default["verdicts"]}["closures_alive"]
+    assert {v["metric"]: v["noise_floor"] for v in default["verdicts"]}["rss_bytes"] != 2 * 1024**2
 
 
 # -- --cycle-on / --track without code changes ----------------------------------------------------------------
@@ -392,3 +410,79 @@ def test_report_falls_back_to_temp_dir_when_output_vanishes(tmp_path: Path) -> N
     assert report(fallback)["run"]["outcome"] == "completed"
     assert f"writing it to {fallback} instead" in proc.stderr
     assert proc.stderr.splitlines()[-1] == f"closuretrace: report written to {fallback}"
+
+
+# -- --tracemalloc, --census-all --------------------------------------------------------------------------------
+
+KEEPS_A_MIB = """
+kept = []
+
+def step(i):
+    kept.append(bytes(1024 * 1024))  # 1 MiB of Python allocations kept per cycle (zero pages: barely any RSS)
+
+for i in range(6):
+    step(i)
+"""
+
+
+def test_tracemalloc_adds_its_metric_and_its_verdict(tmp_path: Path) -> None:
+    script(tmp_path, "keeps.py", KEEPS_A_MIB)
+    plain = report_of(tmp_path, "keeps.py", "plain.json", "--cycle-on", "step")
+    assert plain["settings"]["tracemalloc"] is False
+    assert not any("tracemalloc_bytes" in c for c in plain["cycles"])
+    assert "tracemalloc_bytes" not in [m["name"] for m in plain["metrics"]] + [v["metric"] for v in plain["verdicts"]]
+
+    data = report_of(tmp_path, "keeps.py", "traced.json", "--cycle-on", "step", "--tracemalloc")
+    assert data["settings"]["tracemalloc"] is True
+    info = next(m for m in data["metrics"] if m["name"] == "tracemalloc_bytes")
+    assert (info["unit"], info["label"]) == ("bytes", "tracemalloc")
+    traced = [c["tracemalloc_bytes"] for c in data["cycles"]]
+    assert len(traced) == 6
+    steps = [b - a for a, b in zip(traced, traced[1:])]
+    assert all(MiB <= s < 1.25 * MiB for s in steps), steps  # the kept MiB, and little else
+    (v,) = [v for v in data["verdicts"] if v["metric"] == "tracemalloc_bytes"]
+    assert v["leak"] is True and v["state"] == "leak"
+    assert MiB <= v["slope_per_cycle"] < 1.25 * MiB
+    assert v["noise_floor"] == 256 * 1024  # the probe's default floor
+    assert v["n_cycles"] == 5  # after the warm-up
+
+
+CENSUS = """
+import contextlib
+
+kept = []
+
+def gen():
+    yield
+
+def step(i):
+    # contextmanager's helper: a closure whose code is in the stdlib (functools.wraps names it after gen)
+    kept.append(contextlib.contextmanager(gen))
+
+for i in range(6):
+    step(i)
+"""
+
+
+def test_census_all_lists_closures_whose_code_is_in_the_stdlib(tmp_path: Path) -> None:
+    script(tmp_path, "census.py", CENSUS)
+    plain = report_of(tmp_path, "census.py", "plain.json", "--cycle-on", "step")
+    assert plain["settings"]["include_libraries"] is False
+    assert [c["closures_alive"] for c in plain["cycles"]] == [0] * 6  # the stdlib's closures are not the user's
+    assert plain["closures"] == []
+    assert _closures_verdict(plain)["leak"] is False
+
+    data = report_of(tmp_path, "census.py", "all.json", "--cycle-on", "step", "--census-all")
+    assert data["settings"]["include_libraries"] is True
+    assert [c["closures_alive_by_factory"].get("gen") for c in data["cycles"]] == [1, 2, 3, 4, 5, 6]
+    helpers = [c for c in data["closures"] if c["factory"] == "gen"]
+    assert [(c["created_cycle"], c["collected_cycle"], c["source"]) for c in helpers] == [
+        (i, None, "census") for i in range(6)
+    ]
+    assert [cap["name"] for cap in helpers[0]["captures"]] == ["func"]  # contextlib's own variable
+    verdict = _closures_verdict(data)
+    assert verdict["leak"] is True and verdict["slope_per_cycle"] == 1.0
+    chain = next(r for r in data["retention"] if "closures_alive" in r["metrics"])
+    assert chain["root"] == "__main__.kept", chain
+    # the libraries' own closures, alive from the start, are listed too (and, flat, are no verdict's concern)
+    assert any(c["factory"].startswith("functools.") for c in data["closures"])

@@ -11,21 +11,25 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from closuretrace.analysis import compare as cmp
 from closuretrace.analysis.verdicts import verdicts
 from closuretrace.cli.main import main
-from closuretrace.experiment import pool
+from closuretrace.experiment import conclusion as cmp
+from closuretrace.experiment import factors, pool
 from closuretrace.experiment.run import CompareOptions, assemble, build_jobs, scenario_result
 from closuretrace.experiment.scenarios import CAPTURES, Scenario, design, matrix, parse_list
 from closuretrace.renderers import render
 from closuretrace.session import CompareSession, CycleSample, RunInfo, ScenarioResult, Session, load_session
+from support import assert_loaded_as_sent, require_module
 
 MiB = 1024 * 1024
 
@@ -113,7 +117,7 @@ def seed_like(recreate_extra: float = 0.0, numpy_extra: float = 41 * MiB, optimi
 
 
 def conclusion_of(scenarios: list[ScenarioResult]) -> list[str]:
-    return cmp.conclude(scenarios, capture_value=10.0)[1]
+    return cmp.sentences_for(scenarios, capture_value=10.0)[1]
 
 
 def sentence(sentences: list[str], start: str) -> str:
@@ -213,7 +217,7 @@ def test_capture_kinds_and_optimizer() -> None:
     none = conclusion_of(seed_like(numpy_extra=0, optimizer_extra=0))
     assert "does not move memory" in sentence(none, "What the closure captures")
     assert "makes no measurable difference" in sentence(none, "A new optimizer per compile")
-    assert "Moves memory: compiling every cycle." in cmp.summary(cmp.comparisons(seed_like(numpy_extra=0,
+    assert "Moves memory: compiling every cycle." in factors.summary(factors.comparisons(seed_like(numpy_extra=0,
                                                                                           optimizer_extra=0)))
 
 
@@ -241,14 +245,14 @@ def test_save_and_environment_sentences() -> None:
     env = {"versions": {"tensorflow": "2.21.0", "keras": "3.15.1"},
            "graph_check": {"graphs_traced": 27, "graphs_alive_after_delete": 22, "graphs_outlive_model": True,
                            "registry_holds_graphs": True}}
-    s = cmp.conclude(seed_like(), env, save, 10.0)[1]
+    s = cmp.sentences_for(seed_like(), env, save, 10.0)[1]
     text = sentence(s, "Saving")
     assert "Could not locate function 'loss_function'." in text and "Make sure" not in text
     assert "not the saved 7.25" in text
     assert "saves and loads with its value (7.25)" in sentence(s, "A keras.losses.Loss subclass")
     assert "TensorFlow 2.21.0" in sentence(s, "Measured with") and "outlive" in sentence(s, "Measured with")
     env["graph_check"] = {"graphs_traced": 27, "graphs_alive_after_delete": 0, "graphs_outlive_model": False}
-    assert "freed with their model" in sentence(cmp.conclude([], env, {}, None)[1], "Measured with")
+    assert "freed with their model" in sentence(cmp.sentences_for([], env, {}, None)[1], "Measured with")
 
 
 # -- the report -----------------------------------------------------------------------------------------------------
@@ -261,20 +265,23 @@ def hand_session() -> CompareSession:
     env = {"versions": {"tensorflow": "2.21.0", "keras": "3.15.1"}, "graph_check_text": "checked"}
     save = {"value": 7.25, "closure": {"saved": True, "loaded": False, "error": "TypeError: no | way"},
             "loss_subclass": {"saved": True, "loaded": True, "value_preserved": True, "loaded_value": 7.25}}
-    cs, conclusion = cmp.conclude(scenarios, env, save, 10.0)
-    return CompareSession(
+    session = CompareSession(
         run=RunInfo(argv=["closuretrace", "compare"], command="compare", duration_s=80.0),
-        settings={"design": "default", "cycles": 8, "warmup": 1, "data": "synthetic MNIST-shaped (seed 0)"},
+        settings={"design": "default", "cycles": 8, "warmup": 1, "data": "synthetic MNIST-shaped (seed 0)",
+                  "capture_value": 10.0},
         environment=env,
         scenarios=scenarios,
         save_check=save,
-        comparisons=cs,
-        conclusion=conclusion,
     )
+    return cmp.conclude(session)
 
 
 def test_json_round_trip_and_load_session_dispatch(tmp_path: Path) -> None:
     session = hand_session()
+    session.scenarios[0].final_loss = math.nan  # a loss that diverged: optional, so written and read as null
+    session.scenarios[1].wall_seconds = math.inf
+    session.comparisons[0].step_difference = math.nan  # a float field: null reads back as NaN
+    session.environment["graph_check"] = {"seconds": math.inf}  # free-form: null stays null
     data = session.to_dict()
     assert data["kind"] == "compare" and data["schema_version"] == 1
     first = data["scenarios"][0]
@@ -286,7 +293,11 @@ def test_json_round_trip_and_load_session_dispatch(tmp_path: Path) -> None:
     path.write_text(render(session, "json"), encoding="utf-8")
     back = load_session(path)
     assert isinstance(back, CompareSession)
-    assert back.to_dict() == data
+    # field by field against what went in (to_dict() against to_dict() would hide NaN and infinities)
+    assert_loaded_as_sent(back, session)
+    assert back.scenarios[0].final_loss is None and back.scenarios[1].wall_seconds is None
+    assert math.isnan(back.comparisons[0].step_difference)
+    assert back.environment["graph_check"] == {"seconds": None}
     assert back.scenarios[0].seconds_per_cycle == pytest.approx(0.402)
 
 
@@ -414,7 +425,7 @@ SCALAR = 10.0
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One reduced matrix, run for real. Under pytest-xdist the workers share it: the first to take the lock
     runs it, the others read its report (the base temp directory's parent is common to all workers)."""
-    pytest.importorskip("keras")
+    require_module("keras")
     base = tmp_path_factory.getbasetemp()
     # Under xdist each worker's base temp directory is one level below the session's; without it, the parent
     # is shared by every pytest session, so the run must stay in this session's own directory.
@@ -424,7 +435,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with open(shared / "lock", "w") as lock:
         _lock(lock)
         if not out.exists():
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", GITHUB_STEP_SUMMARY=str(shared / "summary.md"))
             proc = subprocess.run(
                 [sys.executable, "-m", "closuretrace", "compare", "--cycles", str(CYCLES), "--samples", "256",
                  "--captures", "scalar,numpy", "--capture-mb", "2", "--compiles", "same-optimizer,once",
@@ -434,7 +445,9 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             log.write_text(proc.stderr, encoding="utf-8")
             assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text(encoding="utf-8"))
-    return {"data": data, "path": out, "stderr": log.read_text(encoding="utf-8")}
+    summary = shared / "summary.md"
+    return {"data": data, "path": out, "stderr": log.read_text(encoding="utf-8"),
+            "step_summary": summary.read_text(encoding="utf-8") if summary.exists() else None}
 
 
 def _lock(fh: Any) -> None:
@@ -451,6 +464,17 @@ def by_name(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def verdict(s: dict[str, Any], metric: str) -> dict[str, Any]:
     return next(v for v in s["verdicts"] if v["metric"] == metric)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_the_markdown_report_lands_in_the_github_step_summary(real_run: dict[str, Any]) -> None:
+    from closuretrace.renderers import render
+    from closuretrace.session import load_session
+
+    summary = real_run["step_summary"]
+    assert summary is not None, "GITHUB_STEP_SUMMARY was set and nothing was appended"
+    assert summary.rstrip("\n") == render(load_session(real_run["path"]), "markdown").rstrip("\n")
 
 
 @pytest.mark.tf
@@ -524,3 +548,77 @@ def test_conclusion_environment_and_renderers(real_run: dict[str, Any], tmp_path
     md, page = render(session, "markdown"), render(session, "html")
     assert "## Conclusion" in md and "reuse/scalar/once" in md
     assert "<svg" in page and "Saving the model" in page
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------------------------------
+
+def _default_sigint() -> None:
+    """In the child: SIGINT as a fresh shell would give it (a test runner may ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["compare", "group"])
+def test_ctrl_c_writes_the_report_of_what_finished_and_exits_130(tmp_path: Path, to: str) -> None:
+    """SIGINT to ``closuretrace compare`` (``compare``: to its process alone; ``group``: to its process group,
+    workers included, as Ctrl-C in a terminal sends it) once its first scenario has finished and while the second
+    runs: the report is still written, with the finished scenario whole and the rest marked interrupted, the
+    running worker is stopped, and the exit status is 130."""
+    require_module("keras")
+    out = tmp_path / "compare.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "closuretrace", "compare", "--cycles", "3", "--samples", "64", "--strategies", "reuse",
+         "--captures", "scalar", "--compiles", "once,same-optimizer", "--jobs", "1", "-o", str(out)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint, start_new_session=True,
+    )
+    # a hang fails the test instead of blocking the suite (the whole group: no worker is left behind)
+    watchdog = threading.Timer(300, os.killpg, (proc.pid, signal.SIGKILL))
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # plain progress lines: stderr is not a terminal
+            seen.append(line)
+            if line.startswith("closuretrace: [1/4] "):
+                break
+        first = seen[-1] if seen else ""
+        assert first.startswith("closuretrace: [1/4] ") and ": done in " in first, "".join(seen)[-3000:]
+        finished = first.removeprefix("closuretrace: [1/4] ").split(": done in ")[0]
+        time.sleep(2)  # into the second scenario's run (its TensorFlow import alone takes longer)
+        if to == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130, rest[-3000:]
+    assert "closuretrace: interrupted; the report holds the scenarios that finished" in rest
+    assert f"closuretrace: report written to {out}" in rest
+
+    session = load_session(out)
+    assert isinstance(session, CompareSession)
+    assert (session.run.outcome, session.run.exit_code, session.run.error) == ("interrupted", 130, "KeyboardInterrupt")
+    by = {s.name: s for s in session.scenarios}
+    assert set(by) == {"reuse/scalar/once", "reuse/scalar/same-optimizer"} and finished in by
+    done = by.pop(finished)
+    assert done.error is None and len(done.cycles) == 3 and done.verdicts
+    (stopped,) = by.values()
+    assert stopped.error == "interrupted before it finished" and stopped.cycles == []
+    if stopped.pid is not None:
+        assert not _alive(stopped.pid), "the interrupted worker was left running"
+    assert session.save_check.get("error") == "interrupted before it finished"
+    assert session.environment.get("error") == "interrupted before it finished"

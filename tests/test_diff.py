@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -12,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from closuretrace.analysis.diff import diff_sessions, fmt_ratio, slope_ratio
-from closuretrace.cli import diff as diff_cli
+from closuretrace.cli.main import main as cli_main
 from closuretrace.renderers import html as html_renderer
 from closuretrace.renderers import markdown, render_diff
 from closuretrace.session import Verdict
-from test_renderers import HOSTILE, MiB, _md_to_html, make_session
+from support import HOSTILE, MiB, make_session, md_to_html
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +29,9 @@ def test_diff_shows_the_drop_the_ratio_and_what_stopped_growing(fixed_diff):
     assert rss.slope_a == pytest.approx(4.6 * MiB) and rss.slope_b == pytest.approx(0.1 * MiB)
     assert rss.ratio == pytest.approx(0.1 / 4.6)
     assert (rss.leak_a, rss.leak_b, rss.change) == (True, False, "fixed")
-    assert d.headline() == "rss_bytes: +4.6 MiB/cycle -> +102.4 KiB/cycle (x0.02)"
-    assert d.status() == "fixed"
-    assert [m.metric for m in d.fixed()] == ["rss_bytes", "gc_objects", "closures_alive"]
+    assert d.headline == "rss_bytes: +4.6 MiB/cycle -> +102.4 KiB/cycle (x0.02)"
+    assert d.status == "fixed"
+    assert [m.metric for m in d.with_change("fixed")] == ["rss_bytes", "gc_objects", "closures_alive"]
     closures = next(m for m in d.metrics if m.metric == "closures_alive")
     assert closures.ratio == 0.0
     outer = next(f for f in d.factories if f.factory == "outer_loss")
@@ -44,9 +43,9 @@ def test_diff_shows_the_drop_the_ratio_and_what_stopped_growing(fixed_diff):
 
 def test_reverse_diff_is_a_new_leak():
     d = diff_sessions(make_session(leak=False), make_session(leak=True))
-    assert d.status() == "new leak"
-    assert d.headline().startswith("rss_bytes: +102.4 KiB/cycle -> +4.6 MiB/cycle (x46")
-    assert "New leak in B: rss_bytes, gc_objects, closures_alive" in d.conclusion()
+    assert d.status == "new leak"
+    assert d.headline.startswith("rss_bytes: +102.4 KiB/cycle -> +4.6 MiB/cycle (x46")
+    assert "New leak in B: rss_bytes, gc_objects, closures_alive" in d.conclusion
     assert [g.type for g in d.types_vanished] == ["builtins.dict"]
 
 
@@ -84,7 +83,7 @@ def test_markdown_diff(fixed_diff):
     assert "## Types that stopped growing (growing in A, not in B)" in text
     assert "- `LossFunctionWrapper`: +1/cycle (2 → 6)" in text
     assert "## Types that started growing (growing in B, not in A)" in text and "- `dict`: +0.70/cycle" in text
-    page = _md_to_html(text)  # the hostile type name is among the types that stopped growing
+    page = md_to_html(text)  # the hostile type name is among the types that stopped growing
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;</code>" in page
 
 
@@ -99,7 +98,7 @@ def test_html_diff(fixed_diff):
     assert HOSTILE not in page and "<img" not in page
     assert not re.search(r"<script[^>]*\bsrc\s*=", page)
     data = json.loads(re.search(r'<script type="application/json" id="diff">(.*?)</script>', page, re.S).group(1))
-    assert data["headline"] == fixed_diff.headline() and data["status"] == "fixed"
+    assert data["headline"] == fixed_diff.headline and data["status"] == "fixed"
 
 
 def test_json_diff(fixed_diff):
@@ -120,11 +119,11 @@ def _save(tmp: Path, name: str, leak: bool) -> Path:
 
 def test_diff_cli(tmp_path, capsys):
     a, b = _save(tmp_path, "before.json", True), _save(tmp_path, "after.json", False)
-    assert diff_cli.run(argparse.Namespace(a=str(a), b=str(b), output=None)) == 0
+    assert cli_main(["diff", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# closuretrace diff: rss_bytes: +4.6 MiB/cycle -> +102.4 KiB/cycle (x0.02)\n")
     for name in ("d.md", "d.html", "d.json"):
-        assert diff_cli.run(argparse.Namespace(a=str(a), b=str(b), output=str(tmp_path / name))) == 0
+        assert cli_main(["diff", str(a), str(b), "-o", str(tmp_path / name)]) == 0
     assert (tmp_path / "d.md").read_text(encoding="utf-8") == out
     assert json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))["status"] == "fixed"
     # The installed command line gives the same file.
@@ -160,7 +159,7 @@ def test_diff_cli_bad_input(tmp_path, capsys, case, message):
     else:
         out = tmp_path / "no" / "such" / "d.md"
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert diff_cli.run(argparse.Namespace(a=str(a), b=str(b), output=str(out))) == 2
+    assert cli_main(["diff", str(a), str(b), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("closuretrace: error: ") and err.count("\n") == 1 and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before

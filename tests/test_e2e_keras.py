@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("keras")
+from support import require_module
+
+require_module("keras")
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 SEED = textwrap.dedent(

@@ -7,55 +7,15 @@ Chromium fails the test.
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
-
-import pytest
 
 from closuretrace.renderers import html as html_renderer
 from closuretrace.session import ClosureRecord
-from test_renderers import make_session
+from support import HEIGHT, WIDTH, chromium_dom, make_session
 
 PWN_IMG = """</script><img src=x onerror="document.title='PWNED'">"""
 PWN_SCRIPT = "<script>document.title='PWNED'</script>"
-WIDTH, HEIGHT = 1280, 2000
-
-
-def _find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = _find_chromium()
-    if path is None:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail("chromium is not installed and CI is set: the CI script installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
-    return path
-
-
-def _load(chromium: str, page: Path, tmp: Path, screenshot: Path | None = None) -> str:
-    """Open ``page`` headless; return the DOM after load (and write a screenshot if asked)."""
-    cmd = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp / 'chromium-profile'}", f"--window-size={WIDTH},{HEIGHT}", "--dump-dom",
-    ]
-    if screenshot is not None:
-        cmd.append(f"--screenshot={screenshot}")
-    cmd.append(page.resolve().as_uri())
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 class _DOM(HTMLParser):
@@ -108,14 +68,14 @@ def test_the_harness_would_see_an_injection(chromium, tmp_path):
     """Control: the same check flags a page where the payload does run."""
     page = tmp_path / "control.html"
     page.write_text(f"<!DOCTYPE html><title>ok</title><body>{PWN_IMG}</body>", encoding="utf-8")
-    assert _parse(_load(chromium, page, tmp_path)).title == "PWNED"
+    assert _parse(chromium_dom(chromium, page, tmp_path)).title == "PWNED"
 
 
 def test_report_renders_in_chromium_and_runs_no_injected_script(chromium, tmp_path):
     page = tmp_path / "report.html"
     page.write_text(html_renderer.render(_hostile_session()), encoding="utf-8")
     png = tmp_path / "report.png"
-    dom = _parse(_load(chromium, page, tmp_path, screenshot=png))
+    dom = _parse(chromium_dom(chromium, page, tmp_path, screenshot=png))
 
     # the page rendered: a real PNG of the window size with something on it
     data = png.read_bytes()

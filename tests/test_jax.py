@@ -5,6 +5,7 @@ JAX is imported only by the profiled programs, never by the test process.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,20 +14,15 @@ import textwrap
 
 import pytest
 
+from support import require_module
+
 pytestmark = pytest.mark.tf  # heavy: runs with the framework tests, last
 
 
 def _require_jax() -> None:
-    try:
-        import importlib.util
-
-        found = importlib.util.find_spec("jax") is not None
-    except ValueError:
-        found = False
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("jax is not installed; .ci/run installs it")
-        pytest.skip("jax is not installed")
+    """Skip without JAX (fail under CI); the test process itself never imports it."""
+    if importlib.util.find_spec("jax") is None:
+        require_module("jax")
 
 
 JIT_LOOP = """
@@ -76,7 +72,7 @@ def test_jit_cache_growth_is_measured_and_the_advice_applied_flattens_it(tmp_pat
 
 def test_keras_on_jax_seed_loop_gets_cycles_and_jax_probes(tmp_path):
     _require_jax()
-    pytest.importorskip("keras")
+    require_module("keras")
     report = _profile(tmp_path, """
         import os
         import numpy as np

@@ -20,6 +20,7 @@ import pytest
 import closuretrace
 from closuretrace.analysis.verdicts import verdicts
 from closuretrace.instrument.keras_hooks import iter_callables
+from support import require_module
 
 needs_tf = pytest.mark.tf
 
@@ -63,7 +64,7 @@ def _tiny(keras, n_in=8):
 
 
 def _tiny_data():
-    np = pytest.importorskip("numpy")
+    np = require_module("numpy")
     rng = np.random.default_rng(1)
     return rng.standard_normal((32, 8), dtype=np.float32), rng.standard_normal((32, 1), dtype=np.float32)
 
@@ -172,7 +173,7 @@ def test_compile_once_fit_many_is_flat(keras_mod, mnist_like):
 @needs_tf
 def test_captured_offset_reaches_the_loss(keras_mod, mnist_like):
     keras = keras_mod
-    np = pytest.importorskip("numpy")
+    np = require_module("numpy")
     x, y = mnist_like
     model = _mlp(keras)
     with closuretrace.Profiler() as prof:
@@ -209,7 +210,7 @@ def test_hooks_are_removed_exactly_and_are_inert_afterwards(keras_mod):
             assert (name in keras.Model.__dict__) == had[name]
         stale_fit(x, y, verbose=0)  # after removal: forwards, ends no cycle of the finished profiler
         assert [c.label for c in prof.session.cycles] == ["end"]
-        assert [e.kind for e in prof.session.events] == ["compile"]
+        assert [e.kind for e in prof.session.events if e.kind != "framework"] == ["compile"]
 
 
 # -- 6. nested loss/metric structures --------------------------------------------------------------------
@@ -230,7 +231,7 @@ def test_iter_callables_walks_nested_structures_and_skips_names():
 @needs_tf
 def test_nested_structures_record_each_callable_once(keras_mod):
     keras = keras_mod
-    np = pytest.importorskip("numpy")
+    np = require_module("numpy")
     rng = np.random.default_rng(2)
     x = rng.standard_normal((64, 8), dtype=np.float32)
     ya = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]

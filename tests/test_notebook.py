@@ -13,39 +13,11 @@ import textwrap
 
 import pytest
 
+from support import chromium_dom, require_module
+
 pytestmark = pytest.mark.tf  # kernels import Keras: run with the framework tests, last
 
 PWN = """</script><img src=x onerror="document.title='PWNED'"><script>document.title='PWNED'</script>"""
-
-
-def require_module(name: str):
-    """The module, or a skip (a failure under CI, which installs it)."""
-    try:
-        return __import__(name)
-    except ImportError:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{name} is not installed and CI is set: .ci/run installs it")
-        pytest.skip(f"{name} is not installed")
-
-
-def chromium_dom(page, tmp_path) -> str:
-    """``page`` opened in headless Chromium; the DOM after load."""
-    import shutil
-    import subprocess
-
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail("chromium is not installed and CI is set: .ci/run installs it")
-        pytest.skip("chromium is not installed")
-    cmd = [
-        exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", page.resolve().as_uri(),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def _run(tmp_path, cells: list[str], repeat: dict[int, int] | None = None):
@@ -147,6 +119,20 @@ def test_rerunning_a_marked_cell_makes_one_cycle_per_run(tmp_path):
     assert "no session is recording" in _text(again)
 
 
+def test_the_output_cache_is_named_when_it_keeps_the_growth(tmp_path):
+    """A cell whose last line is a value: IPython keeps every result in ``Out`` (and ``_``, ``_N``). The chain
+    names that cache for what it is, not as an unknown dict of ``__main__``."""
+    cells = [
+        "%load_ext closuretrace\nimport numpy as np",
+        "%%closuretrace_cycle --name runs\nnp.ones(500_000)",  # 4 MB, the cell's result: Out keeps it
+        "%closuretrace stop",
+    ]
+    out = _run(tmp_path, cells, repeat={1: 6})
+    doc = _report(out[7])
+    assert "IPython&#39;s output cache" in doc or "IPython's output cache" in doc, doc[-3000:]
+    assert "__main__.Out" in doc
+
+
 def test_bad_magic_options_are_one_line(tmp_path):
     cells = ["%load_ext closuretrace", "%%closuretrace --warmup lots\nx = 1", "%%closuretrace --cycle-on nope\nx = 1"]
     out = _run(tmp_path, cells)
@@ -155,7 +141,7 @@ def test_bad_magic_options_are_one_line(tmp_path):
     assert second == "closuretrace: --cycle-on nope: no such name in the notebook"
 
 
-def test_inline_report_runs_no_script_from_a_hostile_repr(tmp_path):
+def test_inline_report_runs_no_script_from_a_hostile_repr(chromium, tmp_path):
     cells = [
         f"""
         %load_ext closuretrace
@@ -179,5 +165,5 @@ def test_inline_report_runs_no_script_from_a_hostile_repr(tmp_path):
     assert "document.title=" in doc  # the hostile repr is in the report, as text
     page = tmp_path / "inline.html"
     page.write_text(doc, encoding="utf-8")
-    dom = chromium_dom(page, tmp_path)
+    dom = chromium_dom(chromium, page, tmp_path)
     assert "PWNED</title>" not in dom and "Verdicts" in dom

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from closuretrace.checks import Limits, MarkerError, RecordedTest, RunReport, parse_limits
-from closuretrace.pytest_plugin import resolve_setting
+from closuretrace.checks import Limits, MarkerError, parse_limits
 from closuretrace.renderers.pytest_report import render
+from closuretrace.session.pytest_run import RecordedTest, RunReport
+from closuretrace.testing import resolve_setting
 
 pytest_plugins = ["pytester"]
 

@@ -50,16 +50,35 @@ def test_closure_leak_gets_a_verdict_and_a_chain_naming_the_container():
         del sys.modules["ct_leaky_mod"]
 
 
+FLAT = """
+last = None
+def make(i):
+    def callback(x):
+        return x + i
+    return callback
+def step(i):
+    global last
+    last = make(i)  # replaces, and so frees, the closure of the cycle before
+    return last(1)
+"""
+
+
 def test_flat_loop_has_no_leak_verdict_and_closures_are_freed():
-    mod = _module("ct_flat_mod", LEAKY)
+    mod = _module("ct_flat_mod", FLAT)
     try:
         with closuretrace.Profiler() as prof:
             for i in range(7):
                 with prof.cycle():
-                    mod.step(i, keep=False)
+                    mod.step(i)
         s = prof.session
         assert not s.leaks(), [v for v in s.verdicts if v.leak]
         assert s.retention == []
+        # (keyed by the factory: closures other test modules left alive are adopted too)
+        assert [c.closures_alive_by_factory.get("ct_flat_mod.make") for c in s.cycles] == [1] * 7
+        records = [r for r in s.closures if r.factory == "ct_flat_mod.make"]
+        # each cycle's closure is seen at the end of its cycle and freed in the next one; the last is alive at exit
+        assert [(r.created_cycle, r.collected_cycle) for r in records] == [(i, i + 1) for i in range(6)] + [(6, None)]
+        assert [r.alive_at_end for r in records] == [False] * 6 + [True]
     finally:
         del sys.modules["ct_flat_mod"]
 
@@ -131,6 +150,45 @@ def test_alive_at_end_means_at_exit_not_at_the_last_cycle():
         fn.me = fn  # a reference cycle: only a collection frees it once dropped
         del fn
     session = prof.session
-    last = session.closures[-1]
-    assert list(session.cycles[-1].closures_alive_by_factory.values()) == [1]  # alive at the last cycle
+    tracked = [r for r in session.closures if r.source == "track"]  # other modules' closures may be adopted too
+    assert len(tracked) == 4
+    last = tracked[-1]
+    assert session.cycles[-1].closures_alive_by_factory[last.factory] == 1  # alive at the last cycle
     assert last.collected_cycle == len(session.cycles) and not last.alive_at_end
+
+
+def test_a_second_profiler_cannot_start_while_one_records():
+    """Only one profiler records at a time: a second start() is a clear error, touches nothing (no hooks, no
+    tracemalloc), and the first keeps recording; once the first has stopped, a new one starts."""
+    import tracemalloc
+
+    import pytest
+
+    from closuretrace.instrument.state import STATE
+
+    assert not tracemalloc.is_tracing()
+    mod = _module("ct_second_mod", LEAKY)
+    try:
+        with closuretrace.Profiler() as first:
+            with first.cycle():
+                mod.step(0, keep=True)
+            second = closuretrace.Profiler(closuretrace.ProfileOptions(tracemalloc=True))
+            with pytest.raises(RuntimeError, match="another closuretrace Profiler is already recording"):
+                second.start()
+            with pytest.raises(RuntimeError, match="already recording"), closuretrace.Profiler():
+                pass
+            assert STATE.profiler is first
+            assert not tracemalloc.is_tracing()  # the refused profiler started none of its probes
+            for i in range(1, 4):
+                with first.cycle():
+                    mod.step(i, keep=True)
+        assert len(first.session.cycles) == 4
+        assert first.session.cycles[-1].closures_alive_by_factory["ct_second_mod.make"] == 4
+        assert STATE.profiler is None
+        mod.leaked.clear()
+        with closuretrace.Profiler() as third:  # the first has stopped: a new one records
+            third.end_cycle()
+        assert len(third.session.cycles) == 1
+        assert second.cycles == [] and second.session is None  # the refused one recorded nothing
+    finally:
+        del sys.modules["ct_second_mod"]

@@ -21,7 +21,6 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from closuretrace.instrument.captures import REPR_TIMEOUT, describe, safe_repr
 from closuretrace.renderers import render
 from closuretrace.runner import EXIT_TERMINATED
 from closuretrace.session import Session, SessionError, load_session
+from support import chromium_dom, make_session, require_module
 
 TIMEOUT = 90
 
@@ -438,9 +438,12 @@ def test_closures_created_in_threads_are_all_recorded(tmp_path: Path) -> None:
         print(len(kept))
         """,
     )
-    proc = profile(tmp_path, "-q", "-o", "out.json", "--track", "make", "--cycle-on", "step", "thr.py")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "160\n"
+    # Four threads end cycles at once: they take turns, and none of them dies in the tool (it once did, one run
+    # in five: the registry's dict changed size while a cycle's census walked it).
+    for _ in range(3):
+        proc = profile(tmp_path, "-q", "-o", "out.json", "--track", "make", "--cycle-on", "step", "thr.py")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "160\n" and "Traceback" not in proc.stderr, proc.stderr
     data = report(tmp_path / "out.json")
     tracked = [c for c in data["closures"] if c["source"] == "track"]
     assert len(tracked) == 160 and len({c["serial"] for c in tracked}) == 160
@@ -527,7 +530,19 @@ def test_non_utf8_argument_gets_a_report(tmp_path: Path) -> None:
     assert report(tmp_path / "out.json")["run"]["argv"] == ["prog.py", "\udcff"]
 
 
-def test_blocking_repr_costs_one_budget_and_fast_paths_stay() -> None:
+def test_blocking_repr_costs_one_budget_and_fast_paths_stay(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The helper is started with _thread.start_new_thread, which threading.active_count() never counts: spy on
+    # the start itself (threading keeps its own reference to the function, so only the helper goes through this).
+    import _thread
+
+    started: list[object] = []
+    real_start = _thread.start_new_thread
+
+    def spy(function: Any, args: tuple[Any, ...], *rest: Any) -> int:
+        started.append(function)
+        return real_start(function, args, *rest)
+
+    monkeypatch.setattr(_thread, "start_new_thread", spy)
     gate = threading.Event()
 
     class Blocks:
@@ -535,26 +550,33 @@ def test_blocking_repr_costs_one_budget_and_fast_paths_stay() -> None:
             gate.wait()
             return "late"
 
+    class Quick:
+        def __repr__(self) -> str:
+            return "quick"
+
     try:
         t0 = time.perf_counter()
         assert safe_repr(Blocks()) == f"<{Blocks.__module__}.{Blocks.__qualname__}: repr timed out>"
         first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        safe_repr(Blocks())  # a type that timed out once is not tried again
-        again = time.perf_counter() - t0
+        assert len(started) == 1  # the budget was spent in one helper thread
+        # a type that timed out once is not tried again: no second helper, the same placeholder
+        assert safe_repr(Blocks()) == f"<{Blocks.__module__}.{Blocks.__qualname__}: repr timed out>"
+        assert len(started) == 1
     finally:
         gate.set()
-    assert REPR_TIMEOUT <= first < REPR_TIMEOUT + 2.0
-    assert again < REPR_TIMEOUT
-    # builtin scalars and arrays never go through the helper thread
-    before = threading.active_count()
+    assert REPR_TIMEOUT <= first < REPR_TIMEOUT + 2.0  # one budget, not a wait for the gate
+    # a __repr__ written in Python goes through the helper (so the spy sees what it should) ...
+    assert safe_repr(Quick()) == "quick"
+    assert len(started) == 2
+    # ... builtin scalars, containers of them and exceptions never do
     assert describe("n", 3).repr == "3" and describe("s", "x").repr == "'x'"
+    assert describe("d", {"a": [1, 2.5, None]}).repr == "{'a': [1, 2.5, None]}"
     assert safe_repr(KeyError("k")) == "KeyError('k')"
-    assert threading.active_count() == before
+    assert len(started) == 2
 
 
 def test_a_one_gib_array_is_sized_without_copying(tmp_path: Path) -> None:
-    pytest.importorskip("numpy")
+    require_module("numpy")
     write(
         tmp_path,
         "big.py",
@@ -648,7 +670,7 @@ def test_a_factory_that_returns_no_callable(tmp_path: Path) -> None:
 
 @pytest.mark.tf
 def test_closures_made_for_and_inside_tf_data_map_functions() -> None:
-    tf = pytest.importorskip("tensorflow")
+    tf = require_module("tensorflow")
 
     @closuretrace.track
     def scale_by(k: int) -> Any:
@@ -683,7 +705,6 @@ def test_closures_made_for_and_inside_tf_data_map_functions() -> None:
 # -- reports: render and diff on bad files ------------------------------------------------------------------------
 
 def _good(tmp: Path) -> Path:
-    from test_renderers import make_session
 
     p = tmp / "good.json"
     p.write_text(make_session().to_json(), encoding="utf-8")
@@ -917,21 +938,7 @@ class _DOM(HTMLParser):
             self.title += data
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[str]:
-    """Chromium, with the skip rule of test_html_browser: skipped only where it is missing and CI is not set."""
-    from test_html_browser import _find_chromium
-
-    path = _find_chromium()
-    if path is None:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail("chromium is not installed and CI is set: the CI script installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium); CI runs this test")
-    yield path
-
-
 def test_hostile_repr_from_a_real_run_is_text_in_chromium(chromium: str, tmp_path: Path) -> None:
-    from test_html_browser import _load
 
     write(
         tmp_path,
@@ -964,7 +971,7 @@ def test_hostile_repr_from_a_real_run_is_text_in_chromium(chromium: str, tmp_pat
     again = ct(tmp_path, "render", str(saved), "-o", "again.html")
     assert again.returncode == 0, again.stderr
     for html_file in (page, tmp_path / "again.html"):
-        dump = _load(chromium, html_file, tmp_path)
+        dump = chromium_dom(chromium, html_file, tmp_path)
         dom = _DOM()
         dom.feed(dump)
         dom.close()

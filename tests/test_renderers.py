@@ -6,9 +6,10 @@ advice lines, and user-controlled text that tries to break out of a Markdown tab
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from closuretrace.cli import render as render_cli
+import closuretrace
+from closuretrace.analysis import conclude
+from closuretrace.cli.main import main as cli_main
 from closuretrace.renderers import (
     UnknownFormatError,
     format_for_path,
@@ -28,143 +31,14 @@ from closuretrace.renderers import (
 from closuretrace.renderers import html as html_renderer
 from closuretrace.session import (
     SCHEMA_VERSION,
-    Capture,
     ClosureRecord,
-    CycleSample,
-    GrowingType,
-    MetricInfo,
-    RetentionChain,
     RunInfo,
     Session,
-    Verdict,
     load_session,
 )
+from support import HOSTILE, MiB, assert_loaded_as_sent, make_session, md_to_html
 
 GOLDEN = Path(__file__).parent / "golden"
-MiB = 1024 * 1024
-HOSTILE = "</script><img src=x onerror=alert(1)>"
-#: A repr with a table separator, a newline, backticks and emphasis markers in it.
-BREAKER = "a|b\\|\n| c `d` **e** __f__ [g](h)"
-
-
-def make_session(hostile: str = HOSTILE, leak: bool = True, argv: list[str] | None = None) -> Session:
-    """A finished session by hand: ``outer_loss`` leaks one closure per cycle (``leak=False``: it is freed),
-    ``make_callback`` makes one per cycle and frees it by the next one."""
-    n = 6
-    jitter = [0, 40_000, -25_000, 10_000, -5_000, 30_000]
-    rss_step = 4.6 * MiB if leak else 0.1 * MiB
-    gc_step = 1200 if leak else 3
-    cycles = []
-    for i in range(n):
-        outer_alive = (i + 1) if leak else 1
-        cycles.append(
-            CycleSample(
-                index=i,
-                label=f"fit #{i}",
-                seconds=1.5,
-                probe_seconds=0.05,
-                metrics={
-                    "rss_bytes": 300 * MiB + rss_step * i + jitter[i],
-                    "gc_objects": 80_000 + gc_step * i + (jitter[i] // 1000),
-                    "closures_alive": outer_alive + 1,
-                },
-                closures_alive_by_factory={"outer_loss": outer_alive, "make_callback": 1},
-            )
-        )
-    closures = []
-    serial = 0
-    for i in range(n):
-        serial += 1
-        captures = [Capture("args", "int", 28, "10")]
-        if i == 3:
-            captures.append(Capture("payload", "bytes", 4_000_000, hostile))
-        closures.append(
-            ClosureRecord(
-                serial=serial, id=0x7F0000 + 0x100 * i, factory="outer_loss",
-                qualname="outer_loss.<locals>.loss_function", module="train", kind="closure", source="keras",
-                created_cycle=i, collected_cycle=None if (leak or i == n - 1) else i + 1,
-                captures=captures, roles=["loss"],
-            )
-        )
-        serial += 1
-        closures.append(
-            ClosureRecord(
-                serial=serial, id=0x7E0000 + 0x100 * (i % 2), factory="make_callback",
-                qualname="make_callback.<locals>.<lambda>", module="train", kind="lambda", source="track",
-                created_cycle=i, collected_cycle=None if i == n - 1 else i + 1,
-                captures=[Capture("BREAKER", "str", 80, BREAKER)],
-                reused_id_of=serial - 4 if i >= 2 else None,
-            )
-        )
-    if leak:
-        verdicts = [
-            Verdict("rss_bytes", "bytes", 4.6 * MiB, 4.5 * MiB, 4.7 * MiB, 5, 256 * 1024, True),
-            Verdict("gc_objects", "objects", 1200.4, 1150.2, 1250.6, 5, 100, True),
-            Verdict("closures_alive", "closures", 1.0, 1.0, 1.0, 5, 0.5, True),
-        ]
-        growing = [
-            GrowingType("builtins.function", [3, 4, 5, 6, 7], 1.0, 1.0, 1.0, True),
-            GrowingType("builtins.bytes", [10, 11, 12, 13, 14], 1.0, 1.0, 1.0, True),
-            GrowingType("keras.src.losses.losses.LossFunctionWrapper", [2, 3, 4, 5, 6], 1.0, 1.0, 1.0, True),
-            # a class the program named itself (type("...", ...)): shown in a table
-            GrowingType(f"dyn.{BREAKER}{hostile}", [1, 2, 2, 3, 4], 0.7, 0.4, 1.0, False),
-        ]
-        retention = [
-            RetentionChain(
-                target="closure #7 outer_loss.<locals>.loss_function",
-                metrics=["rss_bytes", "gc_objects", "closures_alive"],
-                chain=[
-                    "train.history → dict",
-                    f"[{hostile!r}] → list",
-                    "[3] → Functional",
-                    ".loss → function outer_loss.<locals>.loss_function",
-                ],
-                found=True,
-                born_cycle=3,
-                root="train.history",
-                note="one of 2 paths shown",
-            )
-        ]
-        advice = [
-            "outer_loss: 6 closures created and none freed; each keeps `payload` (3.8 MiB) alive. Create the loss "
-            "once, outside the loop, and pass the same function to every compile().",
-            f"train.history holds every model (see the chain); the key {hostile!r} keeps cycle 3's model alive.",
-        ]
-    else:
-        verdicts = [
-            Verdict("rss_bytes", "bytes", 0.1 * MiB, -0.05 * MiB, 0.25 * MiB, 5, 256 * 1024, False),
-            Verdict("gc_objects", "objects", 3.2, -20.0, 26.4, 5, 100, False),
-            Verdict("closures_alive", "closures", 0.0, 0.0, 0.0, 5, 0.5, False),
-        ]
-        growing = [GrowingType("builtins.dict", [100, 101, 101, 102, 103], 0.7, 0.2, 1.2, False)]
-        retention = []
-        advice = []
-    return Session(
-        run=RunInfo(
-            argv=argv or ["train.py", "--epochs", "1"],
-            outcome="completed",
-            exit_code=0,
-            command="profile",
-            started_at="2026-01-05T10:00:00Z",
-            duration_s=12.5,
-            cwd="/home/user/project",
-            python="3.11.2",
-            platform="Linux-6.1-x86_64",
-            versions={"closuretrace": "0.1.0", "keras": "3.6.0"},
-        ),
-        settings={"warmup": 1},
-        metrics=[
-            MetricInfo("rss_bytes", "bytes", "RSS", "resident set size of the process (psutil)"),
-            MetricInfo("gc_objects", "objects", "gc objects", "objects tracked by Python's gc"),
-            MetricInfo("closures_alive", "closures", "closures alive", "watched callables still alive"),
-        ],
-        cycles=cycles,
-        closures=closures,
-        verdicts=verdicts,
-        growing_types=growing,
-        retention=retention,
-        advice=advice,
-    )
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -176,12 +50,6 @@ def _golden(name: str, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     assert path.exists(), f"{path} missing: run with CLOSURETRACE_UPDATE_GOLDEN=1 to write it"
     assert text == path.read_text(encoding="utf-8"), f"{name} changed (CLOSURETRACE_UPDATE_GOLDEN=1)"
-
-
-def _md_to_html(text: str) -> str:
-    """GitHub-like rendering (raw HTML allowed, tables on): what a PR comment or step summary would show."""
-    markdown_it = pytest.importorskip("markdown_it")
-    return str(markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(text))
 
 
 def _embedded_json(page: str, element_id: str) -> object:
@@ -212,6 +80,23 @@ def test_markdown_matches_golden():
     _golden("session.md", markdown.render(make_session()))
 
 
+def test_text_summary_matches_golden():
+    """The summary ``closuretrace profile`` prints (the README quotes its shape), pinned as a whole."""
+    text = render(make_session(), "text")
+    _golden("session.txt", text)
+    assert text == closuretrace.render_text(make_session())  # the public name renders the same
+
+
+def test_text_summary_fits_100_columns_one_line_per_row():
+    """renderers/text.py promises 100 columns. Found while pinning the golden file: a growing type's name with a
+    newline in it (a class the program named itself) split its table row in two, the table was as wide as the
+    longest type name (110 columns), and the chain's heading line was not wrapped (123)."""
+    text = render(make_session(), "text")
+    assert [line for line in text.splitlines() if len(line) > 100] == []
+    types = text.split("Types that grow\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(types) == 1 + len(make_session().growing_types)  # the header and one line per type
+
+
 def test_markdown_tables_hold_and_no_html_gets_through():
     text = markdown.render(make_session())
     # Every table row has as many cells as its header: no | or newline in user text split a row.
@@ -224,7 +109,7 @@ def test_markdown_tables_hold_and_no_html_gets_through():
             widths = {len(re.split(r"(?<!\\)\|", row)) for row in table}
             assert len(widths) == 1, table
             table = []
-    page = _md_to_html(text)
+    page = md_to_html(text)
     assert "<img" not in page and "<script" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page  # shown, as text
     # the hostile type name stays inside its table cell, as code
@@ -245,7 +130,7 @@ def test_markdown_escape_helpers():
 
 
 def test_markdown_of_an_empty_and_a_failed_session():
-    empty = Session(run=RunInfo(argv=[]))
+    empty = conclude(Session(run=RunInfo(argv=[])))
     text = markdown.render(empty)
     assert "**Inconclusive**" in text and "No cycles measured." in text and "No closures seen." in text
     failed = make_session(leak=False)
@@ -289,7 +174,7 @@ def test_html_escapes_everything_the_program_controls(page):
     assert html.escape(HOSTILE, quote=False) in page
     # the embedded session survives the hostile text and reads back whole
     data = _embedded_json(page, "session")
-    assert Session.from_dict(data).to_dict() == make_session().to_dict()
+    assert_loaded_as_sent(Session.from_dict(data), make_session())
 
 
 def test_html_closure_lifetimes_and_chain(page):
@@ -325,7 +210,7 @@ def test_html_caps_the_closure_rows_and_handles_odd_names():
 
 
 def test_html_of_an_empty_session():
-    page = html_renderer.render(Session(run=RunInfo(argv=[])))
+    page = html_renderer.render(conclude(Session(run=RunInfo(argv=[]))))
     assert "Inconclusive" in page and "No closures seen." in page and "<svg" not in page
 
 
@@ -333,8 +218,14 @@ def test_html_of_an_empty_session():
 
 def test_json_output_round_trips():
     s = make_session()
+    s.cycles[2].metrics["rss_bytes"] = float("nan")  # a reading that failed
+    s.verdicts[0] = dataclasses.replace(s.verdicts[0], ci_high=float("inf"), intercept=300 * MiB)
+    s.settings["chain_timeout"] = float("inf")
     text = render(s, "json")
-    assert Session.from_dict(json.loads(text)).to_dict() == s.to_dict()
+    back = Session.from_dict(json.loads(text))
+    assert_loaded_as_sent(back, s)
+    assert math.isnan(back.cycles[2].metrics["rss_bytes"]) and math.isnan(back.verdicts[0].ci_high)
+    assert back.verdicts[0].intercept == 300 * MiB and back.settings["chain_timeout"] is None
 
 
 def test_format_follows_the_extension(tmp_path):
@@ -351,8 +242,9 @@ def test_format_follows_the_extension(tmp_path):
 
 # -- closuretrace render -------------------------------------------------------------------------------------
 
-def _args(session: Path | str, output: str | None) -> argparse.Namespace:
-    return argparse.Namespace(session=str(session), output=output)
+def _render(session: Path | str, output: str | None) -> int:
+    """``closuretrace render SESSION [-o OUTPUT]`` in this process."""
+    return cli_main(["render", str(session), *(["-o", output] if output is not None else [])])
 
 
 @pytest.fixture
@@ -365,13 +257,13 @@ def saved(tmp_path) -> Path:
 def test_render_cli_writes_each_format(saved, tmp_path, capsys):
     session = load_session(saved)
     for name, expect in (("out.md", markdown.render(session)), ("out.json", render(session, "json"))):
-        assert render_cli.run(_args(saved, str(tmp_path / name))) == 0
+        assert _render(saved, str(tmp_path / name)) == 0
         assert (tmp_path / name).read_text(encoding="utf-8") == expect
-    assert render_cli.run(_args(saved, str(tmp_path / "out.html"))) == 0
+    assert _render(saved, str(tmp_path / "out.html")) == 0
     assert (tmp_path / "out.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     capsys.readouterr()
     for output in (None, "-"):
-        assert render_cli.run(_args(saved, output)) == 0
+        assert _render(saved, output) == 0
         assert capsys.readouterr().out == markdown.render(session)
 
 
@@ -385,7 +277,7 @@ def test_render_command_line_writes_what_the_renderers_return(tmp_path):
             capture_output=True, text=True, timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
-        assert (tmp_path / name).read_text(encoding="utf-8") == render(Session.from_dict(session.to_dict()), fmt)
+        assert (tmp_path / name).read_text(encoding="utf-8") == render(session, fmt)
 
 
 @pytest.mark.parametrize(
@@ -413,7 +305,7 @@ def test_render_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, ca
         output = tmp_path / "adir.md"
         output.mkdir()
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert render_cli.run(_args(source, str(output))) == 2
+    assert _render(source, str(output)) == 2
     err = capsys.readouterr().err
     assert err.startswith("closuretrace: error: ") and err.count("\n") == 1 and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written, no temporary file

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -14,19 +15,23 @@ from closuretrace.session import (
     load_session,
     write_atomic,
 )
+from support import assert_loaded_as_sent
 
 
 def make_session() -> Session:
+    cycles = [CycleSample(index=i, label=f"fit #{i}", seconds=0.5, probe_seconds=0.1,
+                          metrics={"rss_bytes": 1000 + i, "gc_objects": 50}, closures_alive_by_factory={"f": 1})
+              for i in range(3)]
+    cycles[1].metrics["tf_allocator_bytes"] = float("nan")  # a probe that could not read
+    cycles[2].seconds = float("inf")
     return Session(
         run=RunInfo(argv=["train.py"], outcome="exception", exit_code=1, error="ValueError: boom"),
-        settings={"warmup": 1},
-        cycles=[CycleSample(index=i, label=f"fit #{i}", seconds=0.5, probe_seconds=0.1,
-                            metrics={"rss_bytes": 1000 + i, "gc_objects": 50}, closures_alive_by_factory={"f": 1})
-                for i in range(3)],
+        settings={"warmup": 1, "chain_timeout": float("inf")},
+        cycles=cycles,
         closures=[ClosureRecord(serial=1, id=123, factory="outer_loss", qualname="outer_loss.<locals>.loss_function",
                                 module="__main__", kind="closure", source="keras", created_cycle=0,
                                 collected_cycle=None, captures=[Capture("args", "int", 28, "10")])],
-        verdicts=[Verdict("rss_bytes", "bytes", 1.0, float("-inf"), float("inf"), 2, 0.0, False)],
+        verdicts=[Verdict("rss_bytes", "bytes", 1.0, float("-inf"), float("inf"), 2, 0.0, False, intercept=999.5)],
     )
 
 
@@ -36,11 +41,31 @@ def test_round_trip_keeps_everything_and_infinities_become_null():
     data = json.loads(text)
     assert data["schema_version"] == SCHEMA_VERSION
     assert data["cycles"][0]["rss_bytes"] == 1000  # metrics are flat keys of a cycle
-    assert data["verdicts"][0]["ci_low"] is None
+    assert data["verdicts"][0]["ci_low"] is None and data["verdicts"][0]["ci_high"] is None
+    assert data["cycles"][1]["tf_allocator_bytes"] is None and data["cycles"][2]["seconds"] is None
+    assert data["settings"]["chain_timeout"] is None
     back = Session.from_dict(data)
     assert back.closures[0].captures[0] == Capture("args", "int", 28, "10")
-    assert back.cycles == s.cycles
-    assert back.to_dict() == s.to_dict()
+    # field by field against what went in: NaN and infinities read back as NaN in float fields, None elsewhere
+    assert_loaded_as_sent(back, s)
+    v = back.verdicts[0]
+    assert (v.slope_per_cycle, v.intercept) == (1.0, 999.5)
+    assert math.isnan(v.ci_low) and math.isnan(v.ci_high)
+    assert math.isnan(back.cycles[1].metrics["tf_allocator_bytes"]) and math.isnan(back.cycles[2].seconds)
+    assert back.settings == {"warmup": 1, "chain_timeout": None}
+    assert back.cycles[0] == s.cycles[0]
+
+
+def test_the_helper_that_checks_round_trips_can_fail():
+    s = make_session()
+    back = Session.from_dict(json.loads(s.to_json()))
+    back.verdicts[0].ci_high = float("inf")  # what went in, but not what JSON can bring back
+    with pytest.raises(AssertionError, match=r"verdicts\[0\]\.ci_high"):
+        assert_loaded_as_sent(back, s)
+    back = Session.from_dict(json.loads(s.to_json()))
+    back.cycles[0].metrics["rss_bytes"] = 1000.0  # an int came back as a float
+    with pytest.raises(AssertionError, match=r"cycles\[0\]\.metrics\['rss_bytes'\]"):
+        assert_loaded_as_sent(back, s)
 
 
 @pytest.mark.parametrize(

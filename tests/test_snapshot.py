@@ -168,7 +168,7 @@ def test_a_hung_child_is_killed_and_the_cycle_falls_back_with_the_report_saying_
     monkeypatch.setattr(SnapshotChild, "spawn", classmethod(spawned))
     mod = _module("ct_snapshot_loop", LOOP)
     try:
-        with closuretrace.Profiler() as prof:
+        with closuretrace.Profiler(ProfileOptions(probe_in_process=False)) as prof:
             prof._forked.timeout = 0.5
             for i in range(5):
                 with prof.cycle():
@@ -195,7 +195,8 @@ def _profile(tmp_path: Path, source: str, *args: str, env: dict[str, str] | None
     prog = tmp_path / "prog.py"
     prog.write_text(textwrap.dedent(source))
     out = tmp_path / "out.json"
-    cmd = [sys.executable, "-m", "closuretrace", "profile", "-q", *args, "-o", str(out), str(prog)]
+    mode = [] if "--probe-in-process" in args else ["--probe-in-child"]  # the snapshot child is opt-in
+    cmd = [sys.executable, "-m", "closuretrace", "profile", "-q", *mode, *args, "-o", str(out), str(prog)]
     full_env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
     return cmd, full_env, out
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 from closuretrace._version import __version__
 from closuretrace.instrument.track import end_cycle_after, track
 from closuretrace.profiler import ProfileOptions, Profiler
+from closuretrace.reading import read_session as load_session
 from closuretrace.renderers.text import render as render_text
-from closuretrace.session import Session, SessionError, load_session
+from closuretrace.session import Session, SessionError
 
 
 def load_ipython_extension(ip: object) -> None:

@@ -43,11 +43,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from closuretrace.analysis.verdicts import MIN_CYCLES
 from closuretrace.session import Session
-from closuretrace.units import fmt_value, parse_size
+from closuretrace.session.pytest_run import BREACHED, FAILING, OK, SKIPPED, UNMEASURED, RecordedTest
+from closuretrace.units import finite_or_none, fmt_value, parse_size
 
 #: Marker argument -> what it limits, for error messages and the marker's help line.
 LIMIT_ARGS: dict[str, str] = {
@@ -60,11 +62,6 @@ LIMIT_ARGS: dict[str, str] = {
 #: Growth limits: marker argument -> metric.
 GROWTH_METRICS: dict[str, str] = {"max_rss_growth": "rss_bytes", "max_object_growth": "gc_objects"}
 
-#: Fewest cycles after the warm-up that give a slope a confidence interval worth a verdict.
-MIN_CYCLES = 3
-
-#: Check statuses; the first two fail the test.
-BREACHED, UNMEASURED, OK, SKIPPED = "breached", "unmeasured", "ok", "skipped"
 
 
 class MarkerError(ValueError):
@@ -173,7 +170,7 @@ class Check:
 
     @property
     def failed(self) -> bool:
-        return self.status in (BREACHED, UNMEASURED)
+        return self.status in FAILING
 
     @property
     def brief(self) -> str:
@@ -248,7 +245,7 @@ def evaluate(
         unit = info.unit or ("bytes" if metric == "rss_bytes" else "objects")
         head = _limit_text(arg, limit_value, unit)
         n = verdict.n_cycles if verdict is not None else 0
-        if verdict is None or n < MIN_CYCLES:
+        if verdict is None or verdict.state == "too_few":
             total = len(session.cycles)
             if growth_unmeasurable:
                 status, detail = SKIPPED, f"{head}: not checked, {growth_unmeasurable}"
@@ -262,7 +259,9 @@ def evaluate(
             checks.append(Check(arg, limit_value, metric, unit, status, None, detail=detail))
             continue
         slope, low, high = verdict.slope_per_cycle, verdict.ci_low, verdict.ci_high
-        breached = low > 0 and slope > limit_value
+        # The session was judged with the limit as the metric's noise floor (Limits.thresholds), so its
+        # verdict is the check: one rule, in analysis.verdicts.
+        breached = verdict.state == "leak"
         label = info.label or metric
         ci = f"[{fmt_value(low, unit, True)}, {fmt_value(high, unit, True)}]"
         why = (
@@ -301,145 +300,50 @@ def failure_text(checks: Sequence[Check], session: Session) -> str:
 
 # -- what crosses xdist and goes into the run report -----------------------------------------------------------
 
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
-@dataclass
-class RecordedTest:
-    """One recorded test, as plain data (it travels from an xdist worker inside ``report.user_properties``)."""
-
-    nodeid: str
-    #: "passed", "failed" (the test itself), "broke limits", "skipped" (xfail)
-    outcome: str
-    duration_s: float
-    cycles: int
-    warmup: int
-    worker: str | None = None
-    limits: dict[str, float | int] = field(default_factory=dict)
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    #: [{metric, label, unit, slope_per_cycle, ci_low, ci_high, n_cycles, leak}]
-    verdicts: list[dict[str, Any]] = field(default_factory=list)
-    closures_alive: int = 0
-    closures_alive_by_factory: dict[str, int] = field(default_factory=dict)
-    retention_root: str | None = None
-
-    @classmethod
-    def build(
-        cls,
-        nodeid: str,
-        outcome: str,
-        session: Session,
-        limits: Limits,
-        checks: Sequence[Check],
-        skip_serials: Iterable[int] = (),
-        worker: str | None = None,
-    ) -> RecordedTest:
-        alive = alive_closures(session, skip_serials)
-        verdicts = [
-            {
-                "metric": v.metric,
-                "label": session.metric_info(v.metric).label or v.metric,
-                "unit": v.unit,
-                "slope_per_cycle": _finite(v.slope_per_cycle),
-                "ci_low": _finite(v.ci_low),
-                "ci_high": _finite(v.ci_high),
-                "n_cycles": v.n_cycles,
-                "leak": v.leak,
-            }
-            for v in session.verdicts
-        ]
-        checks_out = []
-        for c in checks:
-            d = asdict(c)
-            for key in ("value", "ci_low", "ci_high"):
-                d[key] = _finite(d[key])
-            checks_out.append(d)
-        root = next((c.root for c in session.retention if c.found and c.root), None)
-        return cls(
-            nodeid=nodeid,
-            outcome=outcome,
-            duration_s=round(session.run.duration_s, 4),
-            cycles=len(session.cycles),
-            warmup=int(session.settings.get("warmup", limits.warmup)),
-            worker=worker,
-            limits=limits.to_dict(),
-            checks=checks_out,
-            verdicts=verdicts,
-            closures_alive=sum(alive.values()),
-            closures_alive_by_factory=dict(list(alive.items())[:10]),
-            retention_root=root,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RecordedTest:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    # -- derived -------------------------------------------------------------------------------------------
-    def verdict(self, metric: str) -> dict[str, Any] | None:
-        return next((v for v in self.verdicts if v.get("metric") == metric), None)
-
-    def slope(self, metric: str) -> float | None:
-        v = self.verdict(metric)
-        s = v.get("slope_per_cycle") if v else None
-        return float(s) if isinstance(s, (int, float)) and v and int(v.get("n_cycles", 0)) >= MIN_CYCLES else None
-
-    @property
-    def failed_checks(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if c.get("status") in (BREACHED, UNMEASURED)]
-
-    @property
-    def leaks(self) -> list[str]:
-        return [str(v["metric"]) for v in self.verdicts if v.get("leak")]
-
-
-@dataclass
-class RunReport:
-    """Every recorded test of one pytest run, for ``--closuretrace-report``."""
-
-    tests: list[RecordedTest] = field(default_factory=list)
-    started_at: str = ""
-    duration_s: float = 0.0
-    argv: list[str] = field(default_factory=list)
-    kind: str = "pytest"
-    schema_version: int = 1
-
-    def ranked(self) -> list[RecordedTest]:
-        """Tests that broke a limit first, then by leak verdicts, closures alive, RSS and gc object growth."""
-
-        def key(t: RecordedTest) -> tuple[Any, ...]:
-            rss, objs = t.slope("rss_bytes"), t.slope("gc_objects")
-            return (
-                not t.failed_checks,
-                -len(t.leaks),
-                -t.closures_alive,
-                -(rss if rss is not None else -math.inf),
-                -(objs if objs is not None else -math.inf),
-                t.nodeid,
-            )
-
-        return sorted(self.tests, key=key)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version,
-            "kind": self.kind,
-            "started_at": self.started_at,
-            "duration_s": self.duration_s,
-            "argv": list(self.argv),
-            "tests": [t.to_dict() for t in self.ranked()],
+def record_test(
+    nodeid: str,
+    outcome: str,
+    session: Session,
+    limits: Limits,
+    checks: Sequence[Check],
+    skip_serials: Iterable[int] = (),
+    worker: str | None = None,
+) -> RecordedTest:
+    """What crosses xdist and goes into the run report for one test."""
+    alive = alive_closures(session, skip_serials)
+    verdicts = [
+        {
+            "metric": v.metric,
+            "label": session.metric_info(v.metric).label or v.metric,
+            "unit": v.unit,
+            "slope_per_cycle": finite_or_none(v.slope_per_cycle),
+            "ci_low": finite_or_none(v.ci_low),
+            "ci_high": finite_or_none(v.ci_high),
+            "n_cycles": v.n_cycles,
+            "leak": v.leak,
+            "state": v.state,
         }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RunReport:
-        return cls(
-            tests=[RecordedTest.from_dict(t) for t in d.get("tests", [])],
-            started_at=str(d.get("started_at", "")),
-            duration_s=float(d.get("duration_s", 0.0)),
-            argv=[str(a) for a in d.get("argv", [])],
-        )
+        for v in session.verdicts
+    ]
+    checks_out = []
+    for c in checks:
+        d = asdict(c)
+        for key in ("value", "ci_low", "ci_high"):
+            d[key] = finite_or_none(d[key])
+        checks_out.append(d)
+    root = next((c.root for c in session.retention if c.found and c.root), None)
+    return RecordedTest(
+        nodeid=nodeid,
+        outcome=outcome,
+        duration_s=round(session.run.duration_s, 4),
+        cycles=len(session.cycles),
+        warmup=int(session.settings.get("warmup", limits.warmup)),
+        worker=worker,
+        limits=limits.to_dict(),
+        checks=checks_out,
+        verdicts=verdicts,
+        closures_alive=sum(alive.values()),
+        closures_alive_by_factory=dict(list(alive.items())[:10]),
+        retention_root=root,
+        min_cycles=MIN_CYCLES,
+    )

@@ -26,9 +26,9 @@ from typing import Any
 
 from closuretrace.analysis import analyse
 from closuretrace.instrument.track import end_cycle_after, track
-from closuretrace.outcome import outcome_of
+from closuretrace.outcome import COMPLETED, Outcome, outcome_of
 from closuretrace.profiler import ProfileOptions, Profiler
-from closuretrace.session import Session, write_atomic
+from closuretrace.session import Session
 from closuretrace.units import parse_threshold
 
 #: The variable a ``%%closuretrace`` cell leaves its session in, unless ``--name`` says otherwise.
@@ -159,16 +159,20 @@ def report_html(session: Session) -> str:
 def _write(session: Session, output: str | None) -> str | None:
     if not output:
         return None
-    from closuretrace.renderers import render_for_path
+    from closuretrace.renderers import render
+    from closuretrace.reports import ReportError, report_paths, warn, write_reports
 
-    path = Path(output).expanduser().resolve()
-    return str(write_atomic(path, render_for_path(session, path)))
+    try:
+        paths = report_paths(Path(output).expanduser(), "notebook")
+        return str(write_reports(paths, lambda fmt: render(session, fmt), session.to_json)[0])
+    except ReportError as exc:  # the report is shown inline all the same
+        warn(str(exc))
+        return None
 
 
-def _cell_outcome(result: Any) -> tuple[str, int, str | None]:
-    exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
-    ended = outcome_of(exc)
-    return ended.outcome, ended.exit_code, ended.error
+def _cell_outcome(result: Any) -> Outcome:
+    """How the cell ended, as a program's ending."""
+    return outcome_of(getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None))
 
 
 def _magics_class() -> Any:
@@ -240,16 +244,15 @@ def _magics_class() -> Any:
                 wrapped.restore()
                 raise
             prof.start()
-            outcome: tuple[str, int, str | None] = ("completed", 0, None)
+            outcome: Outcome = COMPLETED
             try:
                 result = self.sh.run_cell(cell, store_history=False)
                 outcome = _cell_outcome(result)
             except BaseException as exc:  # the kernel interrupted outside the cell's own code
-                ended = outcome_of(exc)
-                outcome = (ended.outcome, ended.exit_code, ended.error)
+                outcome = outcome_of(exc)
             finally:
                 wrapped.restore()
-                session = prof.finish(*outcome)
+                session = prof.finish(outcome)
             written = _write(session, args.output)
             self._show(session, args.name)
             if written:

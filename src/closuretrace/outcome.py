@@ -9,9 +9,8 @@ from __future__ import annotations
 import signal
 import traceback
 from dataclasses import dataclass
-from typing import Literal
 
-OutcomeKind = Literal["completed", "exception", "exit", "interrupted", "terminated"]
+from closuretrace.session.model import OutcomeKind
 
 #: Exit status for a run ended by KeyboardInterrupt (128 + SIGINT, what a shell reports for python).
 EXIT_INTERRUPTED = 128 + int(signal.SIGINT)

@@ -25,20 +25,22 @@ import gc
 import os
 import platform
 import sys
+import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 from closuretrace._version import __version__
 from closuretrace.instrument.registry import ClosureRegistry
 from closuretrace.instrument.state import STATE
-from closuretrace.outcome import outcome_of
+from closuretrace.outcome import Outcome, outcome_of
 from closuretrace.probes import OPTIONAL_PROBES, PROBES, Probe, metric_def
 from closuretrace.probes.base import CycleContext
 from closuretrace.probes.forked import ForkedProbes
 from closuretrace.probes.heap import CodeFilter, HeapProbe
 from closuretrace.recording import LiveHeap, ProfileOptions, Recording
 from closuretrace.session import CycleSample, Event, RunInfo, Session
+from closuretrace.session.model import OutcomeKind
 
 __all__ = ["ProfileOptions", "Profiler", "library_versions"]
 
@@ -56,6 +58,9 @@ class Profiler:
     ) -> None:
         self.options = options or ProfileOptions()
         self._cycle = 0
+        self._cycle_lock = threading.RLock()
+        #: called with each cycle's sample once it is measured (a live progress display)
+        self.listeners: list[Callable[[CycleSample], None]] = []
         self.registry = ClosureRegistry(clock=lambda: self._cycle, on_event=self.record_event)
         self.heap = HeapProbe(own=self._own_objects, code_filter=CodeFilter(self.options.include_libraries))
         self._baseline = baseline
@@ -126,10 +131,20 @@ class Profiler:
     def end_cycle(self, label: str | None = None) -> CycleSample:
         """Read every probe, adopt newly found closures, and start the next cycle.
 
-        Where the platform allows, the full collection and the heap census run in a snapshot child
-        (:mod:`closuretrace.probes.forked`) and their counts join this cycle's sample before the next cycle
-        ends; otherwise (or with ``probe_in_process``) they run here, after ``gc.collect()``.
-        """
+        With ``probe_in_child`` (and where the platform allows), the full collection and the heap census run in
+        a snapshot child (:mod:`closuretrace.probes.forked`) and their counts join this cycle's sample before
+        the next cycle ends; otherwise they run here, after ``gc.collect()``. Threads that end cycles at once
+        (a ``--cycle-on`` function called from several threads) take turns."""
+        with self._cycle_lock:
+            sample = self._end_cycle(label)
+        for listener in list(self.listeners):
+            try:
+                listener(sample)
+            except Exception:  # a progress display must never break the program
+                self.listeners.remove(listener)
+        return sample
+
+    def _end_cycle(self, label: str | None) -> CycleSample:
         t0 = time.perf_counter()
         seconds = t0 - self._t_cycle
         forked = self._forked
@@ -184,14 +199,21 @@ class Profiler:
         self._adopt(reading.closures)
         del reading
 
-    def stop(self, outcome: str = "completed", exit_code: int = 0, error: str | None = None) -> Recording:
+    def stop(
+        self, outcome: Outcome | OutcomeKind = "completed", exit_code: int = 0, error: str | None = None
+    ) -> Recording:
         """Stop recording and return what was recorded. Safe to call twice.
+
+        ``outcome``: how the program ended, an :class:`~closuretrace.outcome.Outcome` (or its three fields).
 
         The hooks are removed and the probes stopped; the recording's :attr:`~Recording.live` part (weak
         references for the chain search) stays valid until it is released.
         """
         if self.recording is not None:
             return self.recording
+        if isinstance(outcome, Outcome):
+            ending = outcome
+            outcome, exit_code, error = ending.outcome, ending.exit_code, ending.error
         try:
             if not self.cycles:
                 self.end_cycle("end")
@@ -235,12 +257,14 @@ class Profiler:
             census=self.census,
             closures=self._forked.records(self.registry.records),
             events=list(self.events),
-            live=LiveHeap(self._samples, self.registry.alive, self._own_objects, release or self._release),
+            live=LiveHeap(
+                self._samples, self.registry.alive, self._own_objects, release or self._release, self.heap.birth_markers
+            ),
         )
 
     def finish(
         self,
-        outcome: str = "completed",
+        outcome: Outcome | OutcomeKind = "completed",
         exit_code: int = 0,
         error: str | None = None,
         *,
@@ -322,12 +346,13 @@ class Profiler:
             yield e.detail
         yield from self.registry.own_objects()
         yield from self._forked.own_objects()
+        yield from self.heap.own_objects()
 
 
 def library_versions() -> dict[str, str]:
     """closuretrace's version and those of the libraries the program imported (never importing them)."""
     out = {"closuretrace": __version__}
-    for name in ("tensorflow", "keras", "numpy"):
+    for name in ("tensorflow", "keras", "tf_keras", "jax", "torch", "keras_tuner", "scikeras", "optuna", "numpy"):
         mod = sys.modules.get(name)
         v = getattr(mod, "__version__", None)
         if isinstance(v, str):

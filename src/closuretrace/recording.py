@@ -35,7 +35,10 @@ class ProfileOptions:
     chain_depth: int = 25
     #: run the full collection and the heap census in the profiled process at each cycle end, never in a
     #: snapshot child (``closuretrace.probes.forked``)
-    probe_in_process: bool = False
+    #: the full collection and the heap census in this process (default), or in a forked snapshot child
+    #: (``False``, ``--probe-in-child``: cheaper on the critical path, but without per-cycle birth markers, so
+    #: the holder analysis falls back to plain retention chains)
+    probe_in_process: bool = True
 
     def to_settings(self) -> dict[str, Any]:
         return {
@@ -65,7 +68,9 @@ class LiveHeap:
         closures: Callable[[], Iterator[tuple[ClosureRecord, Any]]],
         own: Callable[[], Iterable[Any]],
         release: Callable[[], None],
+        births: Callable[[], dict[int, Any]] | None = None,
     ) -> None:
+        self._births = births
         self._samples = samples
         self._closures = closures
         self._own = own
@@ -77,6 +82,11 @@ class LiveHeap:
 
     def closures(self) -> Iterator[tuple[ClosureRecord, Any]]:
         return iter(()) if self.released else self._closures()
+
+    def birth_markers(self) -> dict[int, Any]:
+        """Cycle index -> the heap probe's marker made when that cycle ended: objects listed after it in
+        ``gc.get_objects(2)`` were born later (the growth set of :mod:`closuretrace.analysis.growth`)."""
+        return {} if self.released or self._births is None else self._births()
 
     def own(self) -> Iterable[Any]:
         yield self

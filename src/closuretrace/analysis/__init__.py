@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from closuretrace.recording import Recording
-from closuretrace.session import Session, Status
+from closuretrace.session import Session, Status, Verdict
 from closuretrace.units import fmt_rate
 
 __all__ = ["analyse", "conclude"]
@@ -54,12 +54,9 @@ def analyse(recording: Recording, *, alive_chain_skip: Collection[int] | None = 
 
 def conclude(session: Session) -> Session:
     """Set the report's status and finding from the session's verdicts (idempotent; also for loaded files)."""
-    from closuretrace.analysis.verdicts import state_of
+    from closuretrace.analysis.verdicts import judge_verdicts
 
-    for v in session.verdicts:
-        if not v.state:  # a file written before verdicts carried their state
-            v.state = state_of(v.n_cycles, v.slope_per_cycle, v.ci_low, v.noise_floor)
-            v.leak = v.state == "leak"
+    judge_verdicts(session.verdicts)
     session.status = _status(session)
     session.finding = _finding(session, session.status)
     return session
@@ -85,9 +82,17 @@ def _finding(session: Session, status: str) -> str:
         ]
         return f"{', '.join(parts)} (over {n} cycles after {warmup} warm-up)."
     if status == "inconclusive":
-        return (
-            f"{n} cycle(s) measured after {warmup} warm-up; a verdict needs at least {MIN_CYCLES}. Run more cycles."
-        )
-    growing = [session.metric_info(v.metric).label or v.metric for v in session.verdicts if v.state != "flat"]
+        from closuretrace.analysis.frameworks import unhooked_note
+
+        note = unhooked_note(session)
+        tail = f" {note}" if note else " Run more cycles."
+        return f"{n} cycle(s) measured after {warmup} warm-up; a verdict needs at least {MIN_CYCLES}.{tail}"
+
+    def label(v: Verdict) -> str:
+        return session.metric_info(v.metric).label or v.metric
+
+    growing = [label(v) for v in session.verdicts if v.state != "flat" and v.shape != "bounded"]
+    bounded = [label(v) for v in session.verdicts if v.shape == "bounded" and v.state != "too_few"]
     tail = f"; {', '.join(growing)} grow(s) below the noise floor" if growing else ""
+    tail += f"; {', '.join(bounded)} rose, then stopped (bounded)" if bounded else ""
     return f"nothing grows beyond its noise floor over {n} cycles after {warmup} warm-up{tail}."

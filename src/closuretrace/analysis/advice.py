@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from closuretrace.analysis import frameworks
 from closuretrace.analysis.loop import loop_shape
-from closuretrace.analysis.verdicts import measured
+from closuretrace.analysis.verdicts import MIN_CYCLES, measured
 from closuretrace.session import Session, Verdict
 from closuretrace.units import fmt_bytes, fmt_value
 
@@ -29,17 +30,24 @@ def _verdict(session: Session, metric: str) -> Verdict | None:
 
 
 def _chain_root(session: Session, metric: str) -> str | None:
-    chain = session.chain_for(metric)
+    """The root of a chain shown to be a cause of ``metric``'s growth (a mere path is never advice)."""
+    chain = next((c for c in session.retention if metric in c.metrics and c.is_cause), None)
     return chain.root if chain is not None else None
+
+
+def _what_ran(session: Session) -> list[str]:
+    """The loop driver, and frameworks the program imported that no hook covers (instead of "too few")."""
+    out = [line for line in (frameworks.driver_line(session), frameworks.unhooked_note(session)) if line]
+    return out
 
 
 def _too_few_cycles(session: Session) -> list[str]:
     warmup = session.warmup
     n = len(measured(session.cycles, warmup))
-    if n >= 3:
+    if n >= MIN_CYCLES or frameworks.unhooked_note(session):
         return []
     return [
-        f"Only {n} cycle(s) were measured after the warm-up; a verdict needs at least 3. End cycles with "
+        f"Only {n} cycle(s) were measured after the warm-up; a verdict needs at least {MIN_CYCLES}. End cycles with "
         "Keras fit(), --cycle-on FUNCTION, or `with profiler.cycle():`, and run more of them."
     ]
 
@@ -105,6 +113,12 @@ def _traces_kept(session: Session) -> list[str]:
             "models: run each trial in its own process (for example a multiprocessing pool with the 'spawn' "
             "start method and maxtasksperchild=1), so what a trial leaves behind is freed when its process ends."
         )
+        d = frameworks.driver(session)
+        if d is not None and d.via:
+            text += (
+                " With scikit-learn, n_jobs=2 or more in cross_val_score or GridSearchCV runs the folds in "
+                "joblib's worker processes, so this process traces none of them."
+            )
     else:
         text += " Run each trial in its own process, so what a trial leaves behind is freed when it ends."
     return [text]
@@ -177,12 +191,13 @@ def _closure_losses_do_not_reload(session: Session) -> list[str]:
 
 
 def _all_flat(session: Session) -> list[str]:
-    if session.leaks() or len(measured(session.cycles, session.warmup)) < 3:
+    if session.leaks() or len(measured(session.cycles, session.warmup)) < MIN_CYCLES:
         return []
     return ["No metric grows beyond its noise floor over the measured cycles: nothing here leaks per cycle."]
 
 
 RULES: list[Callable[[Session], list[str]]] = [
+    _what_ran,
     _too_few_cycles,
     _closures_kept,
     _traces_kept,

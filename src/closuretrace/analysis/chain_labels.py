@@ -12,6 +12,8 @@ import types
 from collections.abc import Iterator
 from typing import TypeGuard, TypeVar
 
+from closuretrace.analysis.kernel_names import kernel_note
+
 _T = TypeVar("_T")
 #: Longest key repr in a ``['key']`` label.
 _KEY_REPR_MAX = 60
@@ -23,7 +25,8 @@ _NO_PROBE = frozenset({"__dict__", "__weakref__", "__annotations__", "f_locals",
 # Types of property getters that are compiled code (``instancemethod`` is pybind11's wrapper).
 _C_GETTERS = frozenset({"builtin_function_or_method", "instancemethod", "method_descriptor", "wrapper_descriptor"})
 _ATOMIC_KEYS = (str, int, float, complex, bool, bytes, type(None))
-_type_dict = type.__dict__["__dict__"].__get__  # mappingproxy of a class, bypassing metaclass tricks
+#: ``cls.__dict__`` (a mappingproxy), bypassing metaclass tricks
+type_dict = type.__dict__["__dict__"].__get__  # mappingproxy of a class, bypassing metaclass tricks
 _type_name = type.__dict__["__name__"].__get__
 _type_qualname = type.__dict__["__qualname__"].__get__
 _type_module = type.__dict__["__module__"].__get__
@@ -34,16 +37,17 @@ _type_mro = type.__dict__["__mro__"].__get__
 
 
 def label_path(path: list[object], root: str) -> list[str]:
+    """The hop labels of ``path`` (objects, root first) under ``root``; empties ``path`` so nothing is kept."""
     try:
-        hops = [f"{root} → {_describe(path[0])}"]
+        hops = [f"{root}{kernel_note(root)} → {describe(path[0])}"]
         i = 0
         while i < len(path) - 1:
             try:
                 edge, step = _edge(path, i)
             except Exception:
-                edge, step = f"(referenced by {_short_type(path[i])})", 1
+                edge, step = f"(referenced by {short_type(path[i])})", 1
             i += step
-            hops.append(f"{edge} → {_describe(path[i])}")
+            hops.append(f"{edge} → {describe(path[i])}")
         return hops
     finally:
         path.clear()
@@ -54,31 +58,31 @@ def _edge(path: list[object], i: int) -> tuple[str, int]:
     p, c = path[i], path[i + 1]
     after = path[i + 2] if i + 2 < len(path) else None
     has_after = i + 2 < len(path)
-    if _isa(p, types.FunctionType):
+    if isa(p, types.FunctionType):
         return _function_edge(p, c, after, has_after, i + 3 < len(path))
-    if _isa(p, type):
+    if isa(p, type):
         if type(c) is dict:  # a heap type's only dict referent is its __dict__
             if has_after:
-                key = _dict_key_of(c, after)
-                if _isa(key, str):
+                key = dict_key_of(c, after)
+                if isa(key, str):
                     return f"{_safe(_type_name, p)}.{key}", 2
             return f"{_safe(_type_name, p)}.__dict__", 1
-        name = _probe_fields(p, c)
+        name = probe_fields(p, c)
         if name is not None:
             return f".{name}", 1
-    if _isa(p, dict):
-        key = _dict_key_of(p, c)
-        if key is not _MISSING:
-            return f"[{_key_repr(key)}]", 1
+    if isa(p, dict):
+        key = dict_key_of(p, c)
+        if key is not MISSING:
+            return f"[{key_repr(key)}]", 1
         for k in dict.keys(p):
             if k is c:
                 return "<key of dict>", 1
     if _isa_any(p, (list, tuple, collections.deque)):
         idx = _index_of(p, c)
         if idx is not None:
-            if _isa(p, tuple) and type(p) is not tuple:
-                fields = _safe(lambda t: _type_dict(t).get("_fields"), type(p))
-                if _isa(fields, tuple) and idx < len(fields) and _isa(fields[idx], str):
+            if isa(p, tuple) and type(p) is not tuple:
+                fields = _safe(lambda t: type_dict(t).get("_fields"), type(p))
+                if isa(fields, tuple) and idx < len(fields) and isa(fields[idx], str):
                     return f".{fields[idx]}", 1
             return f"[{idx}]", 1
     if _isa_any(p, (set, frozenset)):
@@ -90,27 +94,27 @@ def _edge(path: list[object], i: int) -> tuple[str, int]:
             return ".__self__", 1
         if p.__func__ is c:
             return ".__func__", 1
-    name = _probe_fields(p, c)
+    name = probe_fields(p, c)
     if name is not None:
         return f".{name}", 1
     if not _isa_any(p, (dict, list, tuple, set, frozenset, type, types.ModuleType)):
-        own = _owner_dict(p)
+        own = owner_dict(p)
         if own is not None:
             if own is c:
                 if has_after:
-                    key = _dict_key_of(own, after)
-                    if _isa(key, str):
+                    key = dict_key_of(own, after)
+                    if isa(key, str):
                         return f".{key}", 2
                 return ".__dict__", 1
-            key = _dict_key_of(own, c)
-            if _isa(key, str):
+            key = dict_key_of(own, c)
+            if isa(key, str):
                 return f".{key}", 1
-    elif _isa(p, types.ModuleType):
-        own = _owner_dict(p)
+    elif isa(p, types.ModuleType):
+        own = owner_dict(p)
         if own is c:
             if has_after:
-                key = _dict_key_of(own, after)
-                if _isa(key, str):
+                key = dict_key_of(own, after)
+                if isa(key, str):
                     return f".{key}", 2
             return ".__dict__", 1
     name = _probe_c_properties(p, c)
@@ -120,8 +124,8 @@ def _edge(path: list[object], i: int) -> tuple[str, int]:
         kind = type(p).__name__
         return f"local variable of {kind} {_safe(lambda g: g.__qualname__, p)}", 1
     if type(p) is types.FrameType:
-        return f"local variable of finished frame {_code_qualname(p.f_code)}", 1
-    return f"(referenced by {_short_type(p)})", 1
+        return f"local variable of finished frame {code_qualname(p.f_code)}", 1
+    return f"(referenced by {short_type(p)})", 1
 
 
 def _function_edge(
@@ -151,27 +155,27 @@ def _function_edge(
     kwdefaults = f.__kwdefaults__
     if kwdefaults is not None and c is kwdefaults:
         if has_after:
-            key = _dict_key_of(kwdefaults, after)
-            if _isa(key, str):
+            key = dict_key_of(kwdefaults, after)
+            if isa(key, str):
                 return f"default of keyword-only parameter '{key}' of {name}", 2
         return ".__kwdefaults__", 1
     if c is f.__globals__:
         if has_after:
-            key = _dict_key_of(f.__globals__, after)
-            if key is not _MISSING:
-                return f".__globals__[{_key_repr(key)}]", 2
+            key = dict_key_of(f.__globals__, after)
+            if key is not MISSING:
+                return f".__globals__[{key_repr(key)}]", 2
         return ".__globals__", 1
     if c is f.__code__:
         return ".__code__", 1
     if type(c) is dict:
-        own = _owner_dict(f)
+        own = owner_dict(f)
         if own is c:
             if has_after:
-                key = _dict_key_of(own, after)
-                if _isa(key, str):
+                key = dict_key_of(own, after)
+                if isa(key, str):
                     return f".{key}", 2
             return ".__dict__", 1
-    name2 = _probe_fields(f, c)
+    name2 = probe_fields(f, c)
     if name2 is not None:
         return f".{name2}", 1
     return f"(referenced by function {f.__qualname__})", 1
@@ -180,7 +184,7 @@ def _function_edge(
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _isa(obj: object, cls: type[_T]) -> TypeGuard[_T]:
+def isa(obj: object, cls: type[_T]) -> TypeGuard[_T]:
     """``isinstance`` by the real type: never calls a ``__class__`` property or ``__getattribute__``."""
     return issubclass(type(obj), cls)
 
@@ -193,7 +197,8 @@ class _Missing:
     pass
 
 
-_MISSING: object = _Missing()
+#: What :func:`dict_key_of` returns when the dict does not hold the value.
+MISSING: object = _Missing()
 
 
 def _safe(fn: object, arg: object) -> object:
@@ -203,27 +208,27 @@ def _safe(fn: object, arg: object) -> object:
         return None
 
 
-def _dict_key_of(d: object, value: object) -> object:
-    """The key under which ``d`` holds ``value`` (identity), or ``_MISSING``."""
-    if not _isa(d, dict):
-        return _MISSING
+def dict_key_of(d: object, value: object) -> object:
+    """The key under which ``d`` holds ``value`` (identity), or ``MISSING``."""
+    if not isa(d, dict):
+        return MISSING
     try:
         for k, v in dict.items(d):
             if v is value:
                 return k
     except Exception:
         pass
-    return _MISSING
+    return MISSING
 
 
 def _index_of(seq: object, item: object) -> int | None:
     try:
         it: Iterator[object]
-        if _isa(seq, list):
+        if isa(seq, list):
             it = list.__iter__(seq)
-        elif _isa(seq, tuple):
+        elif isa(seq, tuple):
             it = tuple.__iter__(seq)
-        elif _isa(seq, collections.deque):
+        elif isa(seq, collections.deque):
             it = collections.deque.__iter__(seq)
         else:
             return None
@@ -235,7 +240,9 @@ def _index_of(seq: object, item: object) -> int | None:
     return None
 
 
-def _key_repr(key: object) -> str:
+def key_repr(key: object) -> str:
+    """A dict key as a label shows it: ``repr`` of builtin keys (cut at 60 characters), others by address."""
+
     def safe_repr(k: object, depth: int = 0) -> str:
         if type(k) in _ATOMIC_KEYS:
             return repr(k)
@@ -247,36 +254,36 @@ def _key_repr(key: object) -> str:
     try:
         text = safe_repr(key)
     except Exception:
-        text = f"<{_short_type(key)} key>"
+        text = f"<{short_type(key)} key>"
     return text if len(text) <= _KEY_REPR_MAX else text[: _KEY_REPR_MAX - 1] + "…"
 
 
-def _owner_dict(p: object) -> dict[object, object] | None:
+def owner_dict(p: object) -> dict[object, object] | None:
     """``p.__dict__`` through the C descriptor only (a Python-level ``__dict__`` property is not called)."""
     try:
         tp = type(p)
         for klass in _type_mro(tp):
-            desc = _type_dict(klass).get("__dict__")
+            desc = type_dict(klass).get("__dict__")
             if desc is None:
                 continue
             if type(desc) in (_GETSET, _MEMBER):
                 d = desc.__get__(p, tp)
-                return d if _isa(d, dict) else None
+                return d if isa(d, dict) else None
             return None
     except Exception:
         return None
     return None
 
 
-def _probe_fields(p: object, c: object) -> str | None:
+def probe_fields(p: object, c: object) -> str | None:
     """Name of a C-level field of ``p`` holding ``c``: ``__slots__`` members and other member descriptors of
     any class, getset descriptors of builtin classes only (their getters are cheap and side-effect free)."""
     try:
         tp = type(p)
         for klass in _type_mro(tp):
             builtin = _type_module(klass) == "builtins"
-            for name, desc in list(_type_dict(klass).items()):
-                if name in _NO_PROBE or not _isa(name, str):
+            for name, desc in list(type_dict(klass).items()):
+                if name in _NO_PROBE or not isa(name, str):
                     continue
                 kind = type(desc)
                 if kind is _MEMBER or (kind is _GETSET and builtin):
@@ -299,8 +306,8 @@ def _probe_c_properties(p: object, c: object) -> str | None:
         for klass in _type_mro(tp):
             if _type_module(klass) == "builtins":
                 continue
-            for name, desc in list(_type_dict(klass).items()):
-                if type(desc) is not property or not _isa(name, str) or name in _NO_PROBE:
+            for name, desc in list(type_dict(klass).items()):
+                if type(desc) is not property or not isa(name, str) or name in _NO_PROBE:
                     continue
                 fget = desc.fget
                 if fget is None or type(fget).__name__ not in _C_GETTERS:
@@ -316,25 +323,27 @@ def _probe_c_properties(p: object, c: object) -> str | None:
     return None
 
 
-def _code_qualname(code: types.CodeType) -> str:
+def code_qualname(code: types.CodeType) -> str:
+    """The qualified name of a code object (``co_qualname``, or ``co_name`` before Python 3.11)."""
     return str(getattr(code, "co_qualname", code.co_name))
 
 
-def _short_type(obj: object) -> str:
+def short_type(obj: object) -> str:
+    """``Type (module)`` of ``obj``, or just ``Type`` for builtins; never runs the object's code."""
     tp = type(obj)
     try:
         mod = _type_module(tp)
         qual = _type_qualname(tp)
     except Exception:
         return "object"
-    if not _isa(qual, str):
+    if not isa(qual, str):
         qual = "object"
-    if mod == "builtins" or not _isa(mod, str):
+    if mod == "builtins" or not isa(mod, str):
         return qual
     return f"{qual} ({mod})"
 
 
-def _describe(obj: object) -> str:
+def describe(obj: object) -> str:
     """A short readable name for an object on the chain (see the module docstring)."""
     try:
         tp = type(obj)
@@ -342,26 +351,26 @@ def _describe(obj: object) -> str:
             return f"function {obj.__qualname__}"  # type: ignore[attr-defined]
         if tp is types.MethodType:
             func = obj.__func__  # type: ignore[attr-defined]
-            qual = func.__qualname__ if _isa(func, types.FunctionType) else _short_type(func)
+            qual = func.__qualname__ if isa(func, types.FunctionType) else short_type(func)
             return f"bound method {qual}"
         if tp in (types.BuiltinFunctionType, types.BuiltinMethodType):
             return f"builtin {obj.__qualname__}"  # type: ignore[attr-defined]
-        if _isa(obj, type):
+        if isa(obj, type):
             mod = _type_module(obj)
             qual = _type_qualname(obj)
             return f"class {qual}" if mod == "builtins" else f"class {qual} ({mod})"
-        if _isa(obj, types.ModuleType):
-            own = _owner_dict(obj)
+        if isa(obj, types.ModuleType):
+            own = owner_dict(obj)
             name = own.get("__name__") if own is not None else None
-            return f"module {name}" if _isa(name, str) else "module"
+            return f"module {name}" if isa(name, str) else "module"
         if tp is types.CodeType:
-            return f"code {_code_qualname(obj)}"  # type: ignore[arg-type]
+            return f"code {code_qualname(obj)}"  # type: ignore[arg-type]
         if tp is types.FrameType:
-            return f"frame of {_code_qualname(obj.f_code)}"  # type: ignore[attr-defined]
+            return f"frame of {code_qualname(obj.f_code)}"  # type: ignore[attr-defined]
         if tp in (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType):
             return f"{tp.__name__} {obj.__qualname__}"  # type: ignore[attr-defined]
         if tp is _CELL:
             return "cell"
     except Exception:
         pass
-    return _short_type(obj)
+    return short_type(obj)

@@ -88,23 +88,15 @@ Nothing else is kept: the result holds strings only.
 from __future__ import annotations
 
 import gc
-import os
-import sys
 import time
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from closuretrace.analysis.chain_labels import (
-    _code_qualname,
-    _dict_key_of,
-    _isa,
-    _key_repr,
-    _type_dict,
-    label_path,
-)
+from closuretrace.analysis.chain_labels import dict_key_of, isa, key_repr, label_path
+from closuretrace.analysis.chain_roots import executing_frame_ids, frame_fallback, is_own_frame, module_roots
 
-__all__ = ["ChainResult", "find_chain"]
+__all__ = ["ChainResult", "RootPath", "find_chain", "find_root_path"]
 
 #: Frontier sizes up to this use ``gc.get_referrers``; above it a forward pass over ``gc.get_objects``
 #: (cost independent of the frontier size) is cheaper.
@@ -113,8 +105,6 @@ _REFERRERS_MAX_FRONTIER = 128
 _CHUNK = 1024
 #: How often (in loop iterations) long loops look at the clock.
 _CLOCK_EVERY = 256
-
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 @dataclass
@@ -150,66 +140,49 @@ def find_chain(
     point at the frontier through their type).
     """
     t0 = time.perf_counter()
-    deadline = t0 + max(0.0, float(timeout))
+    found = find_root_path(target, ignore=ignore, max_depth=max_depth, timeout=timeout, max_frontier=max_frontier)
+    hops = label_path(found.path, found.root) if found.found and found.root is not None else []
+    found.path.clear()
+    return ChainResult(found=found.found, hops=hops, root=found.root, note=found.note, seconds=time.perf_counter() - t0)
+
+
+@dataclass
+class RootPath:
+    """What :func:`find_root_path` found: the objects of the chain, root's child first, ``target`` last.
+
+    It holds the chain's objects strongly: label them (:func:`~closuretrace.analysis.chain_labels.label_path`
+    empties the list) or clear ``path`` as soon as they are read.
+    """
+
+    found: bool
+    path: list[object]
+    root: str | None
+    note: str | None
+
+
+def find_root_path(
+    target: object,
+    *,
+    ignore: Iterable[object] = (),
+    max_depth: int = 25,
+    timeout: float = 5.0,
+    max_frontier: int = 5000,
+) -> RootPath:
+    """:func:`find_chain`'s search, returning the chain's objects rather than their labels (same options)."""
+    deadline = time.perf_counter() + max(0.0, float(timeout))
     skip: set[int] = {id(ignore), id(gc.garbage)}
     try:
         skip.update(map(id, ignore))
     except Exception:
         pass
     try:
-        result = _find(target, skip, max(0, max_depth), deadline, max(1, max_frontier), timeout)
+        path, root, note, found = _find(target, skip, max(0, max_depth), deadline, max(1, max_frontier), timeout)
     finally:
         skip.clear()
-    hops, root, note, found = result
-    return ChainResult(found=found, hops=hops, root=root, note=note, seconds=time.perf_counter() - t0)
+    return RootPath(found=found, path=path, root=root, note=note)
 
 
 # --------------------------------------------------------------------------------------------- search
-
-
-def _module_roots() -> dict[int, str]:
-    """``id(module.__dict__) -> module name`` for every module in ``sys.modules``."""
-    roots: dict[int, str] = {}
-    getdict = _type_dict(types.ModuleType)["__dict__"].__get__
-    for name, mod in list(sys.modules.items()):
-        if not _isa(mod, types.ModuleType):
-            continue
-        try:
-            d = getdict(mod)
-        except Exception:
-            continue
-        if type(d) is not dict:
-            continue
-        own = d.get("__name__")
-        if id(d) not in roots or own == name:  # prefer the module's own name over an alias
-            roots[id(d)] = name
-    return roots
-
-
-def _is_own_frame(frame: types.FrameType) -> bool:
-    """A frame of closuretrace itself: its locals hold the target and are never a root."""
-    try:
-        return frame.f_code.co_filename.startswith(_PKG_DIR)
-    except Exception:
-        return True
-
-
-def _executing_frame_ids() -> set[int]:
-    ids: set[int] = set()
-    tops = sys._current_frames()
-    top: types.FrameType | None = None
-    f: types.FrameType | None = None
-    try:
-        for top in tops.values():
-            f = top
-            while f is not None:
-                ids.add(id(f))
-                f = f.f_back
-    finally:
-        # ``top`` may be this very frame: unbound, or the frame would keep itself (and its callers) alive
-        tops.clear()
-        top = f = None
-    return ids
 
 
 def _child_of(r: object, frontier_ids: set[int] | dict[int, int]) -> int | None:
@@ -223,7 +196,7 @@ def _child_of(r: object, frontier_ids: set[int] | dict[int, int]) -> int | None:
 
 def _find(
     target: object, skip: set[int], max_depth: int, deadline: float, max_frontier: int, timeout: float
-) -> tuple[list[str], str | None, str | None, bool]:
+) -> tuple[list[object], str | None, str | None, bool]:
     nodes: dict[int, object] = {id(target): target}  # everything seen, kept alive for the search only
     down: dict[int, int] = {}  # referrer id -> id of the object it holds, one hop nearer the target
     depth: dict[int, int] = {id(target): 0}
@@ -233,7 +206,7 @@ def _find(
     weak_next: list[object] = []
     own = (id(nodes), id(down), id(depth), id(frontier), id(found_refs), id(nxt), id(weak_next))
     skip.update(own)
-    roots = _module_roots()
+    roots = module_roots()
     executing: set[int] | None = None
     root_dict: object = None
     root_child = 0
@@ -269,8 +242,8 @@ def _find(
                     child = _child_of(r, frontier_ids)
                     if child is None:
                         continue
-                    key = _dict_key_of(r, nodes[child])
-                    private = not (_isa(key, str) and not key.startswith("_"))
+                    key = dict_key_of(r, nodes[child])
+                    private = not (isa(key, str) and not key.startswith("_"))
                     if root_dict is None or (best_private and not private):
                         best_private, root_dict, root_child = private, r, child
             if root_dict is not None:
@@ -288,10 +261,10 @@ def _find(
                 if rid in nodes or rid in skip:
                     continue
                 if type(r) is types.FrameType:
-                    if _is_own_frame(r):
+                    if is_own_frame(r):
                         continue
                     if executing is None:
-                        executing = _executing_frame_ids()
+                        executing = executing_frame_ids()
                     if rid in executing:  # a running function: found by the frame fallback below
                         continue
                 child = _child_of(r, frontier_ids)
@@ -320,25 +293,24 @@ def _find(
 
         if root_dict is not None:
             root_name = roots[id(root_dict)]
-            key = _dict_key_of(root_dict, nodes[root_child])
-            root = f"{root_name}.{key}" if _isa(key, str) else f"{root_name}[{_key_repr(key)}]"
-            hops = label_path(_path(nodes, down, root_child, id(target)), root)
-            return hops, root, None, True
+            key = dict_key_of(root_dict, nodes[root_child])
+            root = f"{root_name}.{key}" if isa(key, str) else f"{root_name}[{key_repr(key)}]"
+            return _path(nodes, down, root_child, id(target)), root, None, True
 
         if timed_out:
             note = f"search stopped at the time limit ({timeout:g} s) after {level} hop(s) and {len(nodes)} object(s)"
         if capped and note is not None:
             note += f"; at most {max_frontier} objects were followed per hop, some paths were not"
         if not timed_out:
-            fallback = _frame_fallback(depth, skip)
+            fallback = frame_fallback(depth, skip)
             if fallback is not None:
                 root, child = fallback
-                hops = label_path(_path(nodes, down, child, id(target)), root)
+                path = _path(nodes, down, child, id(target))
                 within = f" within {max_depth} hops" if level >= max_depth else ""
                 why = f"no module global holds it{within}; a local variable of a running function does"
                 if capped:
                     why += f" (at most {max_frontier} objects were followed per hop)"
-                return hops, root, why, True
+                return path, root, why, True
         return [], None, note, False
     finally:
         found_refs.clear()
@@ -384,44 +356,3 @@ def _path(nodes: dict[int, object], down: dict[int, int], first: int, last: int)
         i = down[i]
         path.append(nodes[i])
     return path
-
-
-def _frame_fallback(depth: dict[int, int], skip: set[int]) -> tuple[str, int] | None:
-    """``("frame of f local 'x'", id of the object)`` for the running frame's local nearest the target
-    (frames of closuretrace itself and frames passed in ``ignore`` excepted)."""
-    best: tuple[int, str, int] | None = None
-    tops = sys._current_frames()
-    top: types.FrameType | None = None
-    f: types.FrameType | None = None
-    try:
-        for top in tops.values():
-            f = top
-            while f is not None:
-                if id(f) not in skip and not _is_own_frame(f):
-                    hit = _frame_local_hit(f, depth)
-                    if hit is not None and (best is None or hit[0] < best[0]):
-                        best = (hit[0], f"frame of {_code_qualname(f.f_code)} local '{hit[1]}'", hit[2])
-                f = f.f_back
-    except Exception:
-        pass
-    finally:
-        tops.clear()
-        top = f = None  # see _executing_frame_ids
-    return None if best is None else (best[1], best[2])
-
-
-def _frame_local_hit(f: types.FrameType, depth: dict[int, int]) -> tuple[int, str, int] | None:
-    try:
-        local_vars = f.f_locals
-        items = list(dict.items(local_vars)) if _isa(local_vars, dict) else list(local_vars.items())
-    except Exception:
-        return None
-    best: tuple[int, str, int] | None = None
-    try:
-        for name, value in items:
-            d = depth.get(id(value))
-            if d is not None and (best is None or d < best[0]):
-                best = (d, str(name), id(value))
-    finally:
-        items.clear()
-    return best

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from closuretrace.analysis.chains import find_chain
+from closuretrace.analysis.growth import holder_chains
 from closuretrace.analysis.verdicts import measured
 from closuretrace.instrument.captures import qualified_name
 from closuretrace.probes import metric_def
@@ -21,11 +22,23 @@ from closuretrace.session import RetentionChain, Session
 
 
 def chains_for(session: Session, recording: Recording, ignore: Iterable[Any]) -> list[RetentionChain]:
-    """One retention chain per leaking metric (metrics that share a target share the chain)."""
+    """The chains through the holders of the growth (:mod:`.growth`), with their roles and retained figures;
+    it also sets ``session.unexplained``. Where the growth set cannot be told (too few cycles, no birth markers),
+    one plain retention chain per leaking metric (metrics that share a target share the chain), with no role."""
     live = recording.live
     if not session.leaks() or live is None:
         return []
 
+    own = list(ignore)
+    try:
+        held = holder_chains(session, recording, own)
+    except Exception as exc:  # the plain chains below still explain something
+        held = f"the holder analysis failed ({type(exc).__name__}: {exc})"
+    finally:
+        own.clear()
+    if not isinstance(held, str):
+        chains, session.unexplained = held
+        return chains
     out: list[RetentionChain] = []
     by_target: dict[int, RetentionChain] = {}
     own = list(ignore)

@@ -6,9 +6,10 @@ plugin's limits, the compare conclusions, ``diff`` and the advice read the verdi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from closuretrace.analysis.stats import Slope, fit_slope
+from closuretrace.analysis.stats import fit_slope
+from closuretrace.analysis.trend import Trend, describe, trend
 from closuretrace.probes import metric_def
 from closuretrace.session import CycleSample, GrowingType, Verdict, VerdictState
 
@@ -19,15 +20,26 @@ TOP_TYPES = 25
 MIN_CYCLES = 3
 
 
-def judge(series: Sequence[float], floor: float) -> tuple[Slope, VerdictState]:
-    """The slope of ``series`` per cycle and its judgement: a leak needs at least :data:`MIN_CYCLES` points, an
-    interval clear of zero and a slope above ``floor``."""
-    s = fit_slope(series)
-    return s, state_of(s.n, s.slope, s.low, floor)
+def judge(
+    series: Sequence[float], floor: float, cycles: Sequence[int] | None = None
+) -> tuple[Trend, VerdictState]:
+    """The robust trend of ``series`` per cycle (see :func:`closuretrace.analysis.trend.trend`) and its judgement.
+
+    A leak needs at least :data:`MIN_CYCLES` points, a consistent rise (the Mann-Kendall test, one-sided 5%), a
+    robust 95% interval clear of zero, a robust slope above ``floor``, and a shape that is neither ``bounded``
+    (rose, then stopped) nor ``step`` (one-off jumps, flat otherwise). ``grows``: the interval is clear of zero but
+    the rest is not met; ``flat``: it is not.
+    """
+    t = trend(series, floor, cycles)
+    if t.n < MIN_CYCLES:
+        return t, "too_few"
+    if t.rising and t.slope > floor and t.shape not in ("bounded", "step"):
+        return t, "leak"
+    return t, "grows" if t.low > 0 else "flat"
 
 
 def state_of(n: int, slope: float, low: float, floor: float) -> VerdictState:
-    """The rule itself, on a fitted slope: also re-judges a verdict read from a file that predates ``state``."""
+    """The rule for a verdict read from a file that predates ``state`` (a least-squares slope and interval)."""
     if n < MIN_CYCLES:
         return "too_few"
     if low > 0 and slope > floor:
@@ -35,6 +47,14 @@ def state_of(n: int, slope: float, low: float, floor: float) -> VerdictState:
     if low > 0:
         return "grows"
     return "flat"
+
+
+def judge_verdicts(verdicts: Iterable[Verdict]) -> None:
+    """Give every verdict its state where it has none (a file written before verdicts carried one)."""
+    for v in verdicts:
+        if not v.state:
+            v.state = state_of(v.n_cycles, v.slope_per_cycle, v.ci_low, v.noise_floor)
+            v.leak = v.state == "leak"
 
 
 def measured(cycles: Sequence[CycleSample], warmup: int) -> list[CycleSample]:
@@ -45,10 +65,8 @@ def measured(cycles: Sequence[CycleSample], warmup: int) -> list[CycleSample]:
 def verdicts(
     cycles: Sequence[CycleSample], warmup: int, floors: Mapping[str, float] | None = None
 ) -> list[Verdict]:
-    """A verdict for every metric the cycles carry: slope per cycle, 95% CI, and leak or not.
-
-    A leak needs both a confidence interval clear of zero and a slope above the metric's noise floor.
-    """
+    """A verdict for every metric the cycles carry: robust slope per cycle, 95% CI, shape, steps, and leak or not
+    (the rule is :func:`judge`'s)."""
     floors = floors or {}
     used = measured(cycles, warmup)
     names: list[str] = []
@@ -60,9 +78,11 @@ def verdicts(
         if not d.verdict:
             continue
         series = [c.metrics[name] for c in used if name in c.metrics]
+        numbers = [c.index for c in used if name in c.metrics]
         floor = float(floors.get(name, d.noise_floor))
-        s, state = judge(series, floor)
+        s, state = judge(series, floor, numbers)
         note = f"needs at least {MIN_CYCLES} cycles after warm-up, has {s.n}" if state == "too_few" else None
+        note = note or describe(s, d.unit)
         out.append(
             Verdict(
                 metric=name,
@@ -76,13 +96,20 @@ def verdicts(
                 note=note,
                 state=state,
                 intercept=s.intercept,
+                shape=s.shape,
+                estimator=s.estimator,
+                steps=list(s.steps),
             )
         )
     return out
 
 
 def growing_types(census: Sequence[Mapping[str, int]], warmup: int, top: int = TOP_TYPES) -> list[GrowingType]:
-    """Types whose instance count rises over the measured cycles, ranked by slope (steepest first)."""
+    """Types whose instance count rises over the measured cycles, ranked by slope (steepest first).
+
+    Least squares, not the verdicts' Theil-Sen: a census holds thousands of types and this list only ranks them
+    (and points the retention search at them), so the cheap fit is enough; no verdict is drawn from it.
+    """
     used = list(census[warmup:]) if len(census) > warmup else []
     if len(used) < 2:
         return []

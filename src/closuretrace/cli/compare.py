@@ -13,6 +13,7 @@ that cannot be written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.util
 import os
@@ -23,9 +24,22 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from closuretrace.cli.errors import CLIError, warning_line
-from closuretrace.experiment.scenarios import CAPTURES, COMPILES, STRATEGIES, Scenario, design, matrix, parse_list
-from closuretrace.renderers import UnknownFormatError, format_for_path
+from closuretrace.cli.errors import CLIError
+from closuretrace.experiment.run import usable_cores
+from closuretrace.experiment.scenarios import (
+    BACKENDS,
+    CAPTURES,
+    COMPILES,
+    KERASES,
+    STRATEGIES,
+    Scenario,
+    design,
+    matrix,
+    parse_list,
+)
+from closuretrace.outcome import EXIT_INTERRUPTED
+from closuretrace.renderers import render
+from closuretrace.reports import ReportError, append_step_summary, err, report_paths, write_reports
 
 NAME = "compare"
 HELP = "run the closure-loss scenarios, each in its own process, and say what drives memory growth"
@@ -71,14 +85,6 @@ def _list_arg(universe: tuple[str, ...], option: str) -> Any:
     return check
 
 
-def default_jobs() -> int:
-    """The cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def check_data(path: str) -> str:
     """``path`` if it is an ``.npz`` with ``x_train`` and ``y_train`` (CLIError otherwise); absolute."""
     p = Path(path).expanduser()
@@ -107,12 +113,16 @@ def data_source(path: str | None) -> str:
     return "synthetic MNIST-shaped (seed 0)"
 
 
-def _need_keras() -> None:
-    missing = [m for m in ("tensorflow", "keras") if importlib.util.find_spec(m) is None]
+def _need_keras(keras: str = "3", backends: tuple[str, ...] = ("tensorflow",)) -> None:
+    needed = ["tensorflow" if keras == "2" or b == "tensorflow" else b for b in backends]
+    needed.append("tf_keras" if keras == "2" else "keras")
+    missing = [m for m in dict.fromkeys(needed) if importlib.util.find_spec(m) is None]
     if missing:
-        raise CLIError(
-            f"closuretrace compare needs {' and '.join(missing)}: pip install 'closuretrace[tensorflow]'"
-        )
+        hint = {
+            "tf_keras": "pip install --no-deps tf-keras", "jax": "pip install 'jax[cpu]'", "torch": "pip install torch"
+        }
+        how = "; ".join(dict.fromkeys(hint.get(m, "pip install 'closuretrace[tensorflow]'") for m in missing))
+        raise CLIError(f"closuretrace compare needs {' and '.join(missing)}: {how}")
 
 
 class CompareCommand:
@@ -173,8 +183,17 @@ class CompareCommand:
             "--full", action="store_true", help="every combination of the axes instead of the default design"
         )
         parser.add_argument(
+            "--keras", choices=KERASES, default="3",
+            help="Keras 3 (keras, the default) or Keras 2 (tf_keras, TensorFlow only)",
+        )
+        parser.add_argument(
+            "--backend", type=_list_arg(BACKENDS, "--backend"), default=["tensorflow"], metavar="LIST",
+            help=f"Keras 3 backends, comma-separated, from {','.join(BACKENDS)}; each scenario runs in its own "
+            "process with KERAS_BACKEND set, and each backend gets its own report (default: tensorflow)",
+        )
+        parser.add_argument(
             "--jobs", "-j", type=_positive_int("--jobs"), default=None, metavar="N",
-            help=f"processes at a time (default: the cores, here {default_jobs()})",
+            help=f"processes at a time (default: the cores, here {usable_cores()})",
         )
         parser.add_argument(
             "--data", metavar="PATH", default=None,
@@ -185,43 +204,56 @@ class CompareCommand:
             help="report file, its format from the extension (.json, .md, .html); default: all three as "
             "reports/compare-<UTC time>-<pid>.*",
         )
+        parser.add_argument(
+            "--no-step-summary", action="store_true",
+            help="do not append the Markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions)",
+        )
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress display and no summary")
 
     def run(self, args: argparse.Namespace) -> int:
         return execute(args)
 
 
-def _output_paths(args: argparse.Namespace) -> list[Path]:
-    from closuretrace.cli.profile import check_output, default_output
-
-    if args.output:
-        output = Path(os.path.abspath(args.output))
-        try:
-            format_for_path(output)
-        except UnknownFormatError as exc:
-            raise CLIError(str(exc)) from None
-        check_output(output)
-        return [output]
-    output = default_output("compare")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"cannot create report directory {output.parent}: {exc.strerror}") from None
-    check_output(output)
-    return [output.with_suffix(ext) for ext in (".json", ".md", ".html")]
-
-
 def execute(args: argparse.Namespace) -> int:
-    """``compare``; raises :class:`CLIError` for anything the user can fix."""
-    from closuretrace.experiment.run import CompareInterrupted, CompareOptions, run_compare
+    """``compare``; raises :class:`CLIError` for anything the user can fix.
 
+    With several ``--backend`` values the matrix runs once per backend, each with its own report (the report
+    paths get ``-<backend>`` before their extension), and the exit status is the worst of them.
+    """
+    keras = getattr(args, "keras", "3")
+    backends = list(getattr(args, "backend", None) or ["tensorflow"])
+    if keras == "2" and backends != ["tensorflow"]:
+        raise CLIError("--keras 2 (tf_keras) runs on TensorFlow only: leave out --backend")
     data = check_data(args.data) if args.data else None
     triples = matrix(args.strategies, args.captures, args.compiles, full=args.full)
     if not triples:
         raise CLIError("no scenario to run with these --strategies/--captures/--compiles")
-    _need_keras()
-    outputs = _output_paths(args)
-    jobs = args.jobs or default_jobs()
+    _need_keras(keras, tuple(backends))
+    try:
+        outputs = report_paths(args.output, "compare")
+    except ReportError as exc:
+        raise CLIError(str(exc)) from None
+    status = 0
+    for backend in backends:
+        paths = outputs if len(backends) == 1 else [p.with_name(f"{p.stem}-{backend}{p.suffix}") for p in outputs]
+        status = max(status, _run_one(args, triples, data, paths, keras, backend))
+        if status == EXIT_INTERRUPTED:
+            break
+    return status
+
+
+def _run_one(
+    args: argparse.Namespace,
+    triples: list[tuple[str, str, str]],
+    data: str | None,
+    outputs: list[Path],
+    keras: str,
+    backend: str,
+) -> int:
+    """The matrix on one Keras and backend, its report written to ``outputs``."""
+    from closuretrace.experiment.run import CompareInterrupted, CompareOptions, run_compare
+
+    jobs = args.jobs or usable_cores()
     options = CompareOptions(
         scenarios=[
             Scenario(
@@ -233,6 +265,8 @@ def execute(args: argparse.Namespace) -> int:
                 samples=args.samples,
                 capture_bytes=round(args.capture_mb * 1000**2),
                 data=data,
+                keras=keras,
+                backend=backend,
             )
             for s, c, m in triples
         ],
@@ -256,15 +290,20 @@ def execute(args: argparse.Namespace) -> int:
     session.run.python = platform.python_version()
     session.run.platform = platform.platform()
     session.run.cwd = os.getcwd()
-    written = _write(session, outputs)
+    session.settings["keras"] = "Keras 2 (tf_keras)" if keras == "2" else "Keras 3 (keras)"
+    session.settings["backend"] = backend
+    try:
+        written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
+    except ReportError as exc:
+        raise CLIError(str(exc)) from None
+    with contextlib.suppress(Exception):  # the step summary is a courtesy: the report is written
+        append_step_summary(render(session, "markdown"), enabled=not args.no_step_summary)
     if not args.quiet:
-        from closuretrace.renderers import render
-
-        _err(render(session, "text"))
-    _err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
+        err(render(session, "text"))
+    err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
     if interrupted:
-        _err("closuretrace: interrupted; the report holds the scenarios that finished")
-        return 130
+        err("closuretrace: interrupted; the report holds the scenarios that finished")
+        return EXIT_INTERRUPTED
     return EXIT_SCENARIO_FAILED if any(not s.ok for s in session.scenarios) else 0
 
 
@@ -273,25 +312,3 @@ def _argv() -> list[str]:
     if sys.argv[1:2] == ["compare"]:
         return ["closuretrace", *sys.argv[1:]]
     return ["closuretrace", "compare"]
-
-
-def _write(session: Any, outputs: list[Path]) -> list[Path]:
-    from closuretrace.cli.profile import write_report
-    from closuretrace.renderers import render_for_path
-
-    written = [write_report(outputs[0], render_for_path(session, outputs[0]))]
-    for extra in outputs[1:]:
-        try:
-            written.append(write_report(extra, render_for_path(session, extra)))
-        except Exception as exc:  # the JSON is safe; a failing renderer must not lose the run
-            _err(warning_line(f"could not write {extra.name} ({type(exc).__name__}: {exc})"))
-    return written
-
-
-def _err(text: str) -> None:
-    line = text if text.endswith("\n") else text + "\n"
-    try:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass

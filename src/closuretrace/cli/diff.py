@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from closuretrace.cli.errors import reporting
 from closuretrace.cli.render import emit, load_profile, output_format
 
 NAME = "diff"
@@ -42,10 +41,6 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """``diff``; a user error is one line on stderr, ``closuretrace: error: ...``, and exit status 2."""
-    return reporting(execute, args)
-
 
 class DiffCommand:
     """Compare two sessions saved by 'closuretrace profile': A before a change, B after it.
@@ -62,4 +57,4 @@ class DiffCommand:
         add_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+        return execute(args)

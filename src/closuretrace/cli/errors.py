@@ -7,10 +7,6 @@ unwritable output); :func:`closuretrace.cli.main.main` prints it as one line,
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from typing import Any
-
 #: Bad usage or a problem of closuretrace itself (bad option, missing script, syntax error, no such module,
 #: unwritable report path, report not written).
 EXIT_USAGE = 2
@@ -30,13 +26,5 @@ def error_line(message: str) -> str:
 
 
 def warning_line(message: str) -> str:
+    """``closuretrace: warning: <message>`` on one line."""
     return "closuretrace: warning: " + " ".join(str(message).split("\n"))
-
-
-def reporting(execute: Callable[[Any], int], args: Any) -> int:
-    """``execute(args)``, with a :class:`CLIError` printed as one line and turned into its exit status."""
-    try:
-        return execute(args)
-    except CLIError as exc:
-        sys.stderr.write(error_line(str(exc)) + "\n")
-        return exc.exit_code

@@ -17,6 +17,7 @@ from typing import NoReturn, Protocol
 
 from closuretrace._version import __version__
 from closuretrace.cli.errors import EXIT_USAGE, CLIError, error_line
+from closuretrace.outcome import EXIT_INTERRUPTED
 
 PROG = "closuretrace"
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(error_line("interrupted") + "\n")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def entry() -> None:

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
 import importlib
 import os
-import re
 import sys
-import tempfile
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from closuretrace.cli.errors import EXIT_USAGE, CLIError, warning_line
-from closuretrace.renderers import UnknownFormatError, format_for_path
+from closuretrace.cli.errors import EXIT_USAGE, CLIError
+from closuretrace.progress import live_progress, wanted
+from closuretrace.renderers import render
+from closuretrace.renderers.text import leak_line
+from closuretrace.reports import ReportError, append_step_summary, err, report_paths, warn, write_reports
 
 # parse_size/parse_threshold live in closuretrace.units (the pytest marker reads sizes too); re-exported here.
 from closuretrace.units import parse_size, parse_threshold
@@ -70,84 +69,14 @@ def _name_arg(option: str) -> Any:
     return check
 
 
-# -- the report path ------------------------------------------------------------------------------------------
-
-def default_output(stem: str, cwd: str | None = None, now: _dt.datetime | None = None) -> Path:
-    """``<cwd>/reports/<stem>-<YYYYmmddTHHMMSSZ>-<pid>.json``: the pid keeps concurrent runs apart."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip(".") or "run"
-    stamp = now.astimezone(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return Path(cwd or os.getcwd()) / "reports" / f"{safe}-{stamp}-{os.getpid()}.json"
-
-
-def check_output(path: Path) -> None:
-    """Fail now, before the program runs, if the report cannot be written to ``path``."""
-    if path.is_dir():
-        raise CLIError(f"cannot write report to {path}: it is a directory")
-    parent = path.parent
-    if not parent.is_dir():
-        raise CLIError(f"cannot write report to {path}: directory {parent} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".closuretrace-", suffix=".probe", dir=parent)
-    except OSError as exc:
-        raise CLIError(f"cannot write report to {path}: {parent} is not writable ({exc.strerror})") from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def write_report(path: Path, text: str) -> Path:
-    """Write the report atomically; if that fails now, write it to the temp directory and say so."""
-    from closuretrace.session import write_atomic
-
-    try:
-        return write_atomic(path, text)
-    except OSError as exc:
-        fallback = Path(tempfile.gettempdir()) / path.name
-        try:
-            written = write_atomic(fallback, text)
-        except OSError as exc2:
-            raise CLIError(
-                f"cannot write report to {path} ({exc.strerror}) nor to {fallback} ({exc2.strerror})"
-            ) from None
-        _err(warning_line(f"cannot write report to {path} ({exc.strerror}); writing it to {written} instead"))
-        return written
-
-
 # -- output ---------------------------------------------------------------------------------------------------
-
-def _err(text: str) -> None:
-    """Write a line to stderr, even if the program closed or replaced it badly."""
-    line = text if text.endswith("\n") else text + "\n"
-    for stream in (sys.stderr, sys.__stderr__):
-        if stream is None:
-            continue
-        try:
-            stream.write(line)
-            stream.flush()
-            return
-        except (OSError, ValueError, AttributeError):
-            continue
-
-
-def _render_for(session: Session, path: Path) -> str:
-    """The report for ``path``'s extension; JSON falls back to the session's own, so it is never lost."""
-    from closuretrace.renderers import render_for_path
-
-    try:
-        return render_for_path(session, path)
-    except Exception as exc:  # the report must be written
-        if path.suffix.lower() != ".json":
-            raise
-        _err(warning_line(f"JSON renderer failed ({type(exc).__name__}: {exc}); writing the raw session"))
-        return session.to_json()
-
 
 def _render_text(session: Session) -> str | None:
     try:
         rendered: str = importlib.import_module("closuretrace.renderers.text").render(session)
         return rendered
     except Exception as exc:
-        _err(warning_line(f"could not render the summary ({type(exc).__name__}: {exc})"))
+        warn(f"could not render the summary ({type(exc).__name__}: {exc})")
         return None
 
 
@@ -198,9 +127,15 @@ class ProfileCommand:
         )
         parser.add_argument("--tracemalloc", action="store_true", help="also measure with tracemalloc (slower)")
         parser.add_argument("--no-keras", action="store_true", help="do not hook keras compile()/fit()")
-        parser.add_argument(
-            "--probe-in-process", action="store_true",
-            help="collect and count the heap in this process at each cycle end, not in a forked snapshot child",
+        probes = parser.add_mutually_exclusive_group()
+        probes.add_argument(
+            "--probe-in-child", dest="probe_in_process", action="store_const", const=False, default=True,
+            help="collect and count the heap in a forked snapshot child at each cycle end (POSIX; experimental: "
+            "off the critical path, but the holder analysis falls back to plain chains)",
+        )
+        probes.add_argument(
+            "--probe-in-process", dest="probe_in_process", action="store_const", const=True,
+            help="collect and count the heap in this process at each cycle end (the default)",
         )
         parser.add_argument(
             "--census-all", action="store_true",
@@ -210,7 +145,14 @@ class ProfileCommand:
             "--fail-on-leak", action="store_true",
             help=f"exit with status {EXIT_LEAK} when a metric leaks and the program itself exited 0",
         )
-        parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
+        importlib.import_module("closuretrace.verify").add_argument(parser)
+        parser.add_argument(
+            "--no-step-summary", action="store_true",
+            help="do not append the Markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions)",
+        )
+        parser.add_argument(
+            "-q", "--quiet", action="store_true", help="do not print the summary nor the live status line"
+        )
         parser.add_argument("target", nargs="?", metavar="script.py | module", help="the program to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, metavar="args", help="passed to the program")
 
@@ -240,23 +182,11 @@ class ProfileCommand:
         except ValueError as exc:
             raise CLIError(str(exc)) from None
 
-        if args.output:
-            output = Path(os.path.abspath(args.output))
-            try:
-                format_for_path(output)
-            except UnknownFormatError as exc:
-                raise CLIError(str(exc)) from None
-        else:
-            output = default_output(main_run.stem)
-            try:
-                output.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CLIError(f"cannot create report directory {output.parent}: {exc.strerror}") from None
-            n = 1
-            while output.exists():  # same name only within one process and one second
-                output = output.with_name(f"{output.stem.rsplit('~', 1)[0]}~{n}.json")
-                n += 1
-        check_output(output)
+        try:
+            # -o picks one format by its extension; by default JSON, Markdown and HTML are written side by side.
+            outputs = report_paths(args.output, main_run.stem)
+        except ReportError as exc:
+            raise CLIError(str(exc)) from None
 
         try:
             main_run.__enter__()
@@ -264,11 +194,13 @@ class ProfileCommand:
             raise CLIError(str(exc)) from None
         try:
             profiler = Profiler(options, argv=list(main_run.argv))
+            importlib.import_module("closuretrace.verify").install_from_env(profiler)  # only in a --verify re-run
             profiler.start()
-            outcome = main_run.execute()
+            with live_progress(profiler, wanted(args.quiet)):
+                outcome = main_run.execute()
             try:
                 # The program's namespace is still installed: chains can be found through __main__.<name>.
-                session = profiler.finish(outcome.outcome, outcome.exit_code, outcome.error)
+                session = profiler.finish(outcome)
             except Exception:
                 traceback.print_exc()
                 raise CLIError(
@@ -277,14 +209,13 @@ class ProfileCommand:
         finally:
             main_run.__exit__(None, None, None)
 
-        # -o picks one format by its extension; by default JSON, Markdown and HTML are written side by side.
-        outputs = [output] if args.output else [output.with_suffix(ext) for ext in (".json", ".md", ".html")]
-        written = [write_report(outputs[0], _render_for(session, outputs[0]))]
-        for extra in outputs[1:]:
-            try:
-                written.append(write_report(extra, _render_for(session, extra)))
-            except Exception as exc:  # the JSON is safe; a failing renderer must not turn the run into an error
-                _err(warning_line(f"could not write {extra.name} ({type(exc).__name__}: {exc})"))
+        importlib.import_module("closuretrace.verify").after_profile(args, session)  # --verify: one more run
+        try:
+            written = write_reports(outputs, lambda fmt: render(session, fmt), session.to_json)
+        except ReportError as exc:
+            raise CLIError(str(exc)) from None
+        with contextlib.suppress(Exception):  # the step summary is a courtesy: the report is written
+            append_step_summary(render(session, "markdown"), enabled=not args.no_step_summary)
         try:
             sys.stdout.flush()
         except (OSError, ValueError, AttributeError):
@@ -292,10 +223,10 @@ class ProfileCommand:
         if not args.quiet:
             summary = _render_text(session)
             if summary:
-                _err(summary)
+                err(summary)
         for line in main_run.warnings():
-            _err(warning_line(line))
-        _err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
+            warn(line)
+        err(f"closuretrace: report written to {', '.join(str(w) for w in written)}")
         if outcome.outcome == "terminated":
             # SIGTERM means stop now: threads the program left running must not keep the process alive, and
             # the report is already on disk.
@@ -305,6 +236,7 @@ class ProfileCommand:
             os._exit(outcome.exit_code)
 
         if args.fail_on_leak and outcome.exit_code == 0 and session.leaks():
+            err(f"closuretrace: --fail-on-leak: {leak_line(session)}")
             return EXIT_LEAK
         return outcome.exit_code
 

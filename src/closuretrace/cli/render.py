@@ -11,9 +11,9 @@ import contextlib
 import os
 import sys
 
-from closuretrace.cli.errors import CLIError, reporting
+from closuretrace.cli.errors import CLIError
 from closuretrace.renderers import UnknownFormatError, format_for_path
-from closuretrace.session import CompareSession, Session, SessionError, load_session, write_atomic
+from closuretrace.session import CompareSession, Session, SessionError, write_atomic
 
 NAME = "render"
 HELP = "render a saved session as Markdown, HTML or JSON"
@@ -40,8 +40,11 @@ def output_format(out: str | None) -> str:
 
 
 def load(path: str) -> Session | CompareSession:
+    """The session in ``path``, judged (a file from an older closuretrace gets its verdict states and status)."""
+    from closuretrace.reading import read_session
+
     try:
-        return load_session(path)
+        return read_session(path)
     except SessionError as exc:
         raise CLIError(str(exc)) from None
 
@@ -83,10 +86,6 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """``render``; a user error is one line on stderr, ``closuretrace: error: ...``, and exit status 2."""
-    return reporting(execute, args)
-
 
 class RenderCommand:
     """Render a report saved by 'closuretrace profile' or 'closuretrace compare' (its JSON file) again.
@@ -102,4 +101,4 @@ class RenderCommand:
         add_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        return run(args)
+        return execute(args)

@@ -1,24 +1,52 @@
-"""The seed's example in Keras 3: an MLP compiled with a closure loss ``outer_loss(10)``, in a loop.
+"""The seed's example on Keras 3 or Keras 2: an MLP compiled with a closure loss ``outer_loss(10)``, in a loop.
 
 ``--strategy recreate`` makes a new closure before every compile (what the seed warns against);
 ``--strategy reuse`` makes one closure and passes it to every compile; ``--strategy compile-once`` compiles
-once and only fits in the loop. Each fit is one cycle::
+once and only fits in the loop. ``--keras 2`` runs it on Keras 2 (``tf_keras``, TensorFlow only), ``--keras 3``
+(the default) on Keras 3 with the backend ``KERAS_BACKEND`` names. Each fit is one cycle::
 
     closuretrace profile -m closuretrace.examples.seed --strategy recreate --cycles 8
+    closuretrace profile -m closuretrace.examples.seed --keras 2
+    KERAS_BACKEND=jax closuretrace profile -m closuretrace.examples.seed
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+from types import ModuleType
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: ``--keras`` -> the module the seed imports.
+KERAS_MODULES = {"2": "tf_keras", "3": "keras"}
+_keras_name = "keras"
+
+
+def use_keras(version: str) -> None:
+    """Make the seed use Keras ``version`` (``"2"``: ``tf_keras``; ``"3"``: ``keras``); before it builds anything.
+
+    Keras 2 runs on TensorFlow only: a ``KERAS_BACKEND`` other than ``tensorflow`` is refused with ``ValueError``.
+    """
+    global _keras_name
+    if version not in KERAS_MODULES:
+        raise ValueError(f"unknown Keras {version!r} (choose from {', '.join(KERAS_MODULES)})")
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if version == "2" and backend != "tensorflow":
+        raise ValueError(f"Keras 2 (tf_keras) runs on TensorFlow only, not KERAS_BACKEND={backend}")
+    _keras_name = KERAS_MODULES[version]
+
+
+def keras_module() -> ModuleType:
+    """The Keras the seed uses (see :func:`use_keras`), imported."""
+    return importlib.import_module(_keras_name)
+
 
 def outer_loss(args: Any) -> Any:
     """The seed's factory: categorical cross-entropy plus a captured constant."""
-    import keras
+    keras = keras_module()
 
     def loss_function(y_true: Any, y_pred: Any) -> Any:
         return keras.losses.categorical_crossentropy(y_true, y_pred) + args
@@ -28,7 +56,7 @@ def outer_loss(args: Any) -> Any:
 
 def build_model() -> Any:
     """The seed's MLP: 784 -> 64 (relu) -> 10 (softmax)."""
-    import keras
+    keras = keras_module()
 
     inp = keras.Input((784,))
     x = keras.layers.Dense(64, activation="relu")(inp)
@@ -44,9 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--offset", type=float, default=10.0)
     parser.add_argument("--data", default=None, help="an .npz with x_train/y_train (default: built-in data)")
+    parser.add_argument(
+        "--keras", choices=tuple(KERAS_MODULES), default="3", help="Keras 3 (keras) or Keras 2 (tf_keras); default 3"
+    )
     opts = parser.parse_args(argv)
-
-    import keras
+    try:
+        use_keras(opts.keras)
+    except ValueError as exc:
+        parser.error(str(exc))
+    keras = keras_module()
 
     from closuretrace.examples import data
 

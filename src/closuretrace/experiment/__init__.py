@@ -6,7 +6,7 @@ Every scenario runs in its own fresh Python process (:mod:`closuretrace.experime
 processes with a progress display, :mod:`~closuretrace.experiment.savecheck` checks what ``model.save`` /
 ``load_model`` do with a closure loss and with the fix, and :mod:`~closuretrace.experiment.environment` records
 the library versions and checks by behaviour whether traced graphs outlive their model in the installed
-TensorFlow. The conclusion is drawn by :mod:`closuretrace.analysis.compare` from the measured slopes alone.
+TensorFlow. The conclusion is drawn by :mod:`closuretrace.experiment.conclusion` from the measured slopes alone.
 """
 
 from __future__ import annotations

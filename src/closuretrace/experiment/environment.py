@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import sys
@@ -158,14 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     result["versions"] = versions()
     result["platform"] = platform.platform()
     result["tf_enable_onednn_opts"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    from closuretrace.session import write_atomic
+    from closuretrace.experiment import write_result
 
-    text = json.dumps(result, default=str)
-    if opts.out:
-        write_atomic(opts.out, text)
-    else:
-        sys.stdout.write(text + "\n")
-    return 1 if result["error"] else 0
+    return write_result(result, opts.out)
 
 
 if __name__ == "__main__":

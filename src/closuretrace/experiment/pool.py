@@ -40,6 +40,8 @@ class Job:
     total: int = 1
     #: expected cost, for the order of starting (most expensive first)
     weight: float = 1.0
+    #: set in the process's environment on top of :func:`child_env` (e.g. ``KERAS_BACKEND``)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,9 +190,9 @@ def child_env() -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     import site
 
-    import closuretrace
+    from closuretrace._paths import PACKAGE_DIR
 
-    src = Path(closuretrace.__file__).resolve().parent.parent
+    src = Path(PACKAGE_DIR).resolve().parent
     site_dirs = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     # A source checkout (run without installing) needs its src/ on the path; an installed closuretrace is found
@@ -305,15 +307,21 @@ def _start(job: Job, tmp: str, env: dict[str, str], events: queue.Queue[tuple[st
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=err,
-        env=env,
+        env={**env, **job.env} if job.env else env,
         text=True,
         encoding="utf-8",
         errors="replace",
     )
-    assert proc.stdout is not None
-    reader = threading.Thread(target=_read_progress, args=(job, proc.stdout, events), daemon=True)
-    reader.start()
-    return _Running(job, proc, out, err, time.perf_counter(), reader)
+    try:
+        assert proc.stdout is not None
+        reader = threading.Thread(target=_read_progress, args=(job, proc.stdout, events), daemon=True)
+        reader.start()
+        return _Running(job, proc, out, err, time.perf_counter(), reader)
+    except BaseException:  # Ctrl-C before the caller holds the process: no worker may outlive us
+        proc.kill()
+        proc.wait()
+        err.close()
+        raise
 
 
 def _drain(

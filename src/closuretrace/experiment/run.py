@@ -15,6 +15,7 @@ from closuretrace.experiment.scenarios import (
     STRATEGY_TEXT,
     Scenario,
 )
+from closuretrace.outcome import EXIT_INTERRUPTED
 from closuretrace.session import CompareSession, RunInfo, ScenarioResult, SessionError
 
 WORKER = "closuretrace.experiment.worker"
@@ -45,7 +46,8 @@ class CompareInterrupted(KeyboardInterrupt):
         self.session = session
 
 
-def _cores() -> int:
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the platform has one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -54,7 +56,7 @@ def _cores() -> int:
 
 def threads_per_job(jobs: int, n_jobs: int) -> int:
     """TensorFlow threads per process so that the processes running side by side share the cores."""
-    return max(1, _cores() // max(1, min(jobs, n_jobs)))
+    return max(1, usable_cores() // max(1, min(jobs, n_jobs)))
 
 
 def _weight(s: Scenario) -> float:
@@ -77,6 +79,7 @@ def build_jobs(options: CompareOptions) -> list[Job]:
                 args=["--spec", json.dumps(spec.to_dict())],
                 total=s.cycles,
                 weight=_weight(s),
+                env=s.env(),
             )
         )
     if options.checks:
@@ -127,7 +130,7 @@ def check_result(result: JobResult | None) -> dict[str, Any]:
 
 def assemble(options: CompareOptions, results: dict[str, JobResult]) -> CompareSession:
     """The session from the jobs' results (some may be missing or failed)."""
-    from closuretrace.analysis.compare import conclude
+    from closuretrace.experiment.conclusion import conclude
     from closuretrace.experiment.environment import describe, installed_versions
 
     scenarios = [scenario_result(s, results.get(f"scenario:{s.name}")) for s in options.scenarios]
@@ -168,7 +171,6 @@ def assemble(options: CompareOptions, results: dict[str, JobResult]) -> CompareS
         "captures": {k: v for k, v in CAPTURE_TEXT.items() if any(s.capture == k for s in options.scenarios)},
         "compiles": {k: v for k, v in COMPILE_TEXT.items() if any(s.compile == k for s in options.scenarios)},
     }
-    comparisons, conclusion = conclude(scenarios, environment, save_check, first.capture_value)
     failed = any(not s.ok for s in scenarios)
     run = RunInfo(
         argv=list(options.argv),
@@ -177,15 +179,10 @@ def assemble(options: CompareOptions, results: dict[str, JobResult]) -> CompareS
         exit_code=1 if failed else 0,
         versions=versions,
     )
-    return CompareSession(
-        run=run,
-        settings=settings,
-        environment=environment,
-        scenarios=scenarios,
-        save_check=save_check,
-        comparisons=comparisons,
-        conclusion=conclusion,
+    session = CompareSession(
+        run=run, settings=settings, environment=environment, scenarios=scenarios, save_check=save_check
     )
+    return conclude(session)
 
 
 def run_compare(options: CompareOptions, quiet: bool = False) -> CompareSession:
@@ -198,7 +195,7 @@ def run_compare(options: CompareOptions, quiet: bool = False) -> CompareSession:
             partial = {r.key: r for r in exc.results}
             session = assemble(options, partial)
             session.run.outcome = "interrupted"
-            session.run.exit_code = 130
+            session.run.exit_code = EXIT_INTERRUPTED
             session.run.error = "KeyboardInterrupt"
             raise CompareInterrupted(session) from None
     return assemble(options, {r.key: r for r in results})

@@ -202,3 +202,75 @@ if __name__ == "__main__":
     from closuretrace.experiment import exit_now
 
     exit_now(main())
+
+
+# -- in the conclusion ------------------------------------------------------------------------------------------
+
+def sentences(save: dict[str, Any]) -> list[str]:
+    """What the save check found, in the sentences of the compare conclusion (none if it did not run)."""
+    closure = save.get("closure") if isinstance(save, dict) else None
+    fix = save.get("loss_subclass") if isinstance(save, dict) else None
+    if not isinstance(closure, dict) or not isinstance(fix, dict):
+        err = save.get("error") if isinstance(save, dict) else None
+        return [f"The save check did not run: {_first_line(err)}"] if err else []
+    value = save.get("value")
+    out = []
+    if closure.get("saved") and not closure.get("loaded"):
+        text = f"Saving: a closure loss saves, but load_model() fails ({_first_sentence(closure.get('error'))})"
+        custom = closure.get("custom_objects")
+        if isinstance(custom, dict) and custom.get("loaded"):
+            got = custom.get("loaded_value")
+            kept = custom.get("value_preserved")
+            if kept is False:
+                text += (
+                    "; with custom_objects it loads, but the loss then adds "
+                    f"{_num(got)}, the value of the closure passed at load time, not the saved {_num(value)}"
+                )
+            elif kept:
+                text += "; with custom_objects it loads and the value is the saved one"
+        out.append(text + ".")
+    elif not closure.get("saved"):
+        out.append(f"Saving: a closure loss cannot be saved ({_first_sentence(closure.get('error'))}).")
+    else:
+        kept = closure.get("value_preserved")
+        got = _num(closure.get("loaded_value"))
+        out.append(
+            "Saving: a closure loss saves and loads"
+            + (" with its value." if kept else f", but its value is not preserved (got {got}).")
+        )
+    if fix.get("loaded") and fix.get("value_preserved"):
+        out.append(
+            "A keras.losses.Loss subclass whose get_config() returns the value, registered with "
+            "@keras.saving.register_keras_serializable, saves and loads with its value "
+            f"({_num(fix.get('loaded_value'))})."
+        )
+    else:
+        out.append(
+            "The keras.losses.Loss subclass did not round-trip: "
+            f"saved {fix.get('saved')}, loaded {fix.get('loaded')}, value preserved {fix.get('value_preserved')}"
+            + (f" ({_first_line(fix.get('error'), 110)})" if fix.get("error") else "")
+            + "."
+        )
+    return out
+
+
+def _num(v: Any) -> str:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return "?"
+    return "0.00" if abs(x) < 0.005 else f"{x:.2f}"
+
+
+def _first_sentence(text: Any, limit: int = 160) -> str:
+    """``"TypeError: Could not locate function 'f'. Make sure ..."`` -> ``"TypeError: ... function 'f'."``"""
+    s = " ".join(str(text or "").split())
+    cut = s.find(". ")
+    if cut > 0:
+        s = s[: cut + 1]
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _first_line(text: Any, limit: int = 200) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"

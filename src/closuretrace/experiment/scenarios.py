@@ -19,6 +19,9 @@ The default matrix keeps every axis but not every combination (each process pays
   it is recorded as ``reuse``.
 
 ``full=True`` (``--full``) runs every combination instead (``once`` once per capture kind).
+
+Each scenario also says which Keras (``"3"``: ``keras``; ``"2"``: ``tf_keras``) and which Keras 3 backend it runs
+on; its process gets ``KERAS_BACKEND`` set to it (:meth:`Scenario.env`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ COMPILE_TEXT = {
 #: The seed's constant: every capture kind adds this much to the loss.
 CAPTURE_VALUE = 10.0
 
+#: ``--keras`` choices and ``--backend`` choices (Keras 2 runs on TensorFlow only).
+KERASES: tuple[str, ...] = ("3", "2")
+BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -73,6 +80,13 @@ class Scenario:
     #: TensorFlow intra-/inter-op threads in the worker (None: TensorFlow's default); set so that the
     #: scenarios running side by side do not fight over the cores
     threads: int | None = None
+    #: the Keras major version ("3": keras, "2": tf_keras) and the Keras 3 backend
+    keras: str = "3"
+    backend: str = "tensorflow"
+
+    def env(self) -> dict[str, str]:
+        """What the scenario's process needs in its environment: ``KERAS_BACKEND``."""
+        return {"KERAS_BACKEND": self.backend}
 
     @property
     def name(self) -> str:

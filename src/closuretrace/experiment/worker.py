@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -30,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from closuretrace.experiment.scenarios import Scenario
+from closuretrace.outcome import COMPLETED, outcome_of
+from closuretrace.units import finite_or_none
 
 PROGRESS_PREFIX = "@closuretrace progress"
 FACTORY = "outer_loss"
@@ -39,31 +40,49 @@ MAX_TYPES = 8
 
 def outer_mean_loss(args: Any) -> Any:
     """The seed's factory for an array capture: cross-entropy plus the mean of the captured array."""
-    import keras
+    from closuretrace.examples.seed import keras_module
+
+    keras = keras_module()
+    ops = getattr(keras, "ops", None)
+    if ops is not None:
+        mean = ops.mean
+    else:  # Keras 2: TensorFlow's own
+        import tensorflow as tf
+
+        mean = tf.reduce_mean
 
     def loss_function(y_true: Any, y_pred: Any) -> Any:
-        return keras.losses.categorical_crossentropy(y_true, y_pred) + keras.ops.mean(args)
+        return keras.losses.categorical_crossentropy(y_true, y_pred) + mean(args)
 
     return loss_function
 
 
 def make_capture(kind: str, value: float, nbytes: int) -> Any:
-    """The value the closure captures: ``value`` itself, or ``nbytes`` of float32 elements all equal to it."""
+    """The value the closure captures: ``value`` itself, or ``nbytes`` of float32 elements all equal to it (a
+    tensor and a variable of the Keras and backend the seed uses: :func:`closuretrace.examples.seed.use_keras`)."""
     if kind == "scalar":
         return float(value)
     import numpy as np
 
+    from closuretrace.examples.seed import keras_module
+
     arr = np.full(max(1, nbytes // 4), value, dtype=np.float32)
     if kind == "numpy":
         return arr
+    keras = keras_module()
+    multi = hasattr(keras, "ops")  # Keras 3; Keras 2 is TensorFlow's
     if kind == "tensor":
+        if multi:
+            return keras.ops.convert_to_tensor(arr)
         import tensorflow as tf
 
         return tf.constant(arr)
     if kind == "variable":
-        import keras
+        if multi:
+            return keras.Variable(arr, trainable=False, name="captured")
+        import tensorflow as tf
 
-        return keras.Variable(arr, trainable=False, name="captured")
+        return tf.Variable(arr, trainable=False, name="captured")
     raise ValueError(f"unknown capture kind {kind!r}")
 
 
@@ -153,14 +172,6 @@ def crossentropy(y: Any, p: Any) -> float:
     return float(np.mean(-np.sum(np.asarray(y, dtype=np.float64) * np.log(p), axis=-1)))
 
 
-def _finite_or_none(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run ``spec`` in this process and return its result (see :class:`closuretrace.session.ScenarioResult`)."""
     t_start = time.perf_counter()
@@ -168,35 +179,41 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
         "strategy": spec.strategy,
         "capture": spec.capture,
         "compile": spec.compile,
+        "keras": spec.keras,
+        "backend": spec.backend,
         "pid": os.getpid(),
         "error": None,
     }
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    os.environ["KERAS_BACKEND"] = spec.backend  # before Keras is imported (the pool sets it too)
     import numpy as np
-    import tensorflow as tf
 
+    from closuretrace.examples import seed
+
+    seed.use_keras(spec.keras)
+    keras = seed.keras_module()
     timings: dict[str, float] = {"import": time.perf_counter() - t_start}
-    if spec.threads:
+    tf: Any = sys.modules.get("tensorflow") if spec.backend == "tensorflow" else None
+    if spec.threads and tf is not None:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
             tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
         except RuntimeError:
             pass  # already initialised: keep TensorFlow's default
-    from closuretrace import ProfileOptions, Profiler
+    from closuretrace.profiler import ProfileOptions, Profiler
 
     steps: list[dict[str, Any]] = []
     history: dict[str, float] = {}
     prof = Profiler(ProfileOptions(warmup=spec.warmup), argv=["closuretrace.experiment.worker", spec.name])
-    outcome: tuple[str, int, str | None] = ("completed", 0, None)
+    outcome = COMPLETED
     try:
         history = _run_loop(spec, prof, out, steps, timings, progress)
     except Exception as exc:
-        outcome = ("exception", 1, f"{type(exc).__name__}: {exc}")
+        outcome = outcome_of(exc)
         out["error"] = "".join(traceback.format_exception(exc))[-4000:]
-    except BaseException as exc:
+    except BaseException as exc:  # Ctrl-C, SIGTERM: record what ran, then stop as asked
         if prof.session is None and prof.cycles:
-            prof.finish("interrupted", 130, type(exc).__name__)
+            prof.finish(outcome_of(exc))
         raise
     # Like a program that has ended: the loop's objects (model, closures, captures) were its locals and are gone,
     # so the retention chains start from what the run left behind, not from the live model.
@@ -205,7 +222,7 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
 
     if STATE.profiler is not prof:  # failed before the profiler started: an empty session, the error recorded
         prof.start()
-    session = prof.finish(*outcome)
+    session = prof.finish(outcome)
     timings["analysis"] = time.perf_counter() - t
 
     out["session"] = {
@@ -220,12 +237,16 @@ def run_scenario(spec: Scenario, progress: Callable[[int, int], None] | None = N
     out.setdefault("closures_alive_end", sum(1 for r in recs if r.alive_at_end))
     out["closure_ids_reused"] = sum(1 for r in recs if r.reused_id_of is not None)
     out["steps"] = steps
-    out["final_loss"] = _finite_or_none(history.get("loss"))
-    out["final_accuracy"] = _finite_or_none(history.get("accuracy"))
+    out["final_loss"] = finite_or_none(history.get("loss"))
+    out["final_accuracy"] = finite_or_none(history.get("accuracy"))
     timings["total"] = time.perf_counter() - t_start
     out["timings"] = timings
-    out["versions"] = {"tensorflow": str(tf.__version__), "keras": str(keras.__version__),
-                       "numpy": str(np.__version__)}
+    out["versions"] = {"keras": str(keras.__version__), "numpy": str(np.__version__)}
+    for name in ("tensorflow", "jax", "torch"):
+        mod = sys.modules.get(name)
+        if mod is not None and isinstance(getattr(mod, "__version__", None), str):
+            out["versions"][name] = str(mod.__version__)
+    out["versions"]["backend"] = spec.backend
     return out
 
 
@@ -241,11 +262,10 @@ def _run_loop(
 
     Everything the loop makes is a local of this function, so it is gone when the profiler analyses the run.
     """
-    import keras
-
-    from closuretrace import track
     from closuretrace.examples import data, seed
+    from closuretrace.instrument.track import track
 
+    keras = seed.keras_module()
     t_setup = time.perf_counter()
     ds = data.load(spec.data, spec.samples)
     out["data"] = ds.source
@@ -311,9 +331,9 @@ def _offset(model: Any, ds: Any, batch_size: int) -> dict[str, float | None]:
     ce = crossentropy(ds.y, preds)
     eval_loss = float(result["loss"])
     return {
-        "eval_loss": _finite_or_none(eval_loss),
-        "crossentropy": _finite_or_none(ce),
-        "offset": _finite_or_none(eval_loss - ce),
+        "eval_loss": finite_or_none(eval_loss),
+        "crossentropy": finite_or_none(ce),
+        "offset": finite_or_none(eval_loss - ce),
     }
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from closuretrace.session import Capture
+from closuretrace.session.model import CallableKind
 
 REPR_LIMIT = 120
 _SHALLOW_ITEMS = 10_000  # a container with more items is sized by its header only, and said so
@@ -298,7 +299,8 @@ def describe_captures(fn: Any) -> list[Capture]:
         return []
 
 
-def callable_kind(fn: Any) -> str:
+def callable_kind(fn: Any) -> CallableKind:
+    """What ``fn`` is: a closure, a plain function, a lambda, a ``functools.partial`` or another callable."""
     if isinstance(fn, functools.partial):
         return "partial"
     if isinstance(fn, types.FunctionType):
@@ -308,11 +310,10 @@ def callable_kind(fn: Any) -> str:
     return "object"
 
 
-def describe_callable(fn: Any) -> tuple[str, str, str]:
+def describe_callable(fn: Any) -> tuple[str, str, CallableKind]:
     """(qualname, module, kind) of any callable, for display."""
     if type(fn) is types.FunctionType:
-        kind = "lambda" if fn.__name__ == "<lambda>" else ("closure" if fn.__closure__ else "function")
-        return fn.__qualname__, fn.__module__ or "", kind
+        return fn.__qualname__, fn.__module__ or "", callable_kind(fn)
     target: Any = fn.func if isinstance(fn, functools.partial) else fn
     qual = getattr(target, "__qualname__", None)
     if not isinstance(qual, str):

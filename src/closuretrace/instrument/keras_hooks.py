@@ -1,9 +1,14 @@
 """Keras hooks: record what ``compile`` is given, and end a profiler cycle when ``fit`` returns.
 
 Nothing here imports Keras or TensorFlow. :func:`install` asks to be called back once the profiled program
-imports ``keras`` itself; only then are ``keras.Model.compile`` and ``keras.Model.fit`` wrapped. The wrappers
-are set on ``keras.Model`` (Keras 3 defines both on ``Trainer``/``TensorFlowTrainer`` further up the MRO), so
-``Sequential``, functional models and subclasses that do not override them all go through the hooks.
+imports a Keras itself; only then are ``Model.compile`` and ``Model.fit`` wrapped. Keras 3 (``keras``): the
+wrappers are set on ``keras.Model`` (Keras 3 defines both on ``Trainer``/``TensorFlowTrainer`` further up the
+MRO), so ``Sequential``, functional models and subclasses that do not override them all go through the hooks.
+Keras 2 (``tf_keras``): on ``tf_keras.Model`` and on the V1 training class that ``ModelVersionSelector`` swaps in
+outside eager mode (``tf_keras.src.engine.training_v1.Model``, which defines its own ``compile``/``fit``).
+
+A loop driver (KerasTuner, scikeras in scikit-learn, Optuna; see :mod:`.drivers`) makes a trial or a fold one
+cycle: inside such a unit ``fit`` records its event but does not end the cycle, the unit's end does.
 
 What the hooks keep is weak or plain data: models and optimizers get a serial through a weak reference,
 callables go to the closure registry (weak too), and events hold strings and numbers. Any failure of the
@@ -16,93 +21,29 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from closuretrace.instrument import frameworks
 from closuretrace.instrument.imports import when_imported
+from closuretrace.instrument.keras_args import (
+    WeakSerials,
+    bound_arguments,
+    describe_optimizer,
+    iter_callables,
+    strings_in,
+)
 
-#: Nested loss/metric structures deeper than this or with more leaves than this are not walked further.
-_MAX_DEPTH = 16
-_MAX_LEAVES = 1000
+__all__ = ["KERASES", "WeakSerials", "describe_optimizer", "install", "iter_callables"]
 
 #: compile() arguments whose callables are recorded, with the role they get.
 _WALKED = (("loss", "loss"), ("metrics", "metric"), ("weighted_metrics", "metric"))
 
-
-class WeakSerials:
-    """A stable serial per object, held through weak references: ``serial(obj)`` is the same for one object
-    and never keeps it alive. Objects that cannot be weakly referenced get ``None``.
-
-    Identity, not ``==``/``hash``: a model class with its own ``__eq__`` cannot confuse it.
-    """
-
-    def __init__(self) -> None:
-        self._next = 1
-        self._refs: dict[int, weakref.ref[Any]] = {}
-        self._serials: dict[int, int] = {}
-
-    def serial(self, obj: Any) -> int | None:
-        oid = id(obj)
-        ref = self._refs.get(oid)
-        if ref is not None and ref() is obj:
-            return self._serials[oid]
-        try:
-            ref = weakref.ref(obj, functools.partial(self._dead, oid))
-        except TypeError:
-            return None
-        n = self._next
-        self._next += 1
-        self._refs[oid] = ref
-        self._serials[oid] = n
-        return n
-
-    def _dead(self, oid: int, ref: weakref.ref[Any]) -> None:
-        if self._refs.get(oid) is ref:
-            del self._refs[oid]
-            del self._serials[oid]
-
-    def clear(self) -> None:
-        self._refs.clear()
-        self._serials.clear()
-
-
-def iter_callables(structure: Any) -> Iterator[Any]:
-    """Callables in a nested dict/list/tuple of losses or metrics; strings (Keras names) and ``None`` skipped.
-
-    >>> import functools
-    >>> [getattr(f, "__name__", "partial") for f in iter_callables({"a": [len, "mse", None], "b": (abs,)})]
-    ['len', 'abs']
-    """
-    stack: list[tuple[Any, int]] = [(structure, 0)]
-    leaves = 0
-    while stack and leaves < _MAX_LEAVES:
-        item, depth = stack.pop()
-        if item is None or isinstance(item, (str, bytes)):
-            continue
-        if isinstance(item, dict):
-            if depth < _MAX_DEPTH:
-                stack.extend((v, depth + 1) for v in reversed(list(item.values())))
-            continue
-        if isinstance(item, (list, tuple)):
-            if depth < _MAX_DEPTH:
-                stack.extend((v, depth + 1) for v in reversed(item))
-            continue
-        leaves += 1
-        if callable(item):
-            yield item
-
-
-def describe_optimizer(opt: Any, serials: WeakSerials) -> str:
-    """``"string 'adam'"`` for a Keras name, ``"instance Adam #k"`` (k stable per instance) for an object."""
-    if isinstance(opt, str):
-        return f"string {opt!r}"
-    if opt is None:
-        return "none"
-    if isinstance(opt, dict):
-        return f"config {opt.get('class_name', '?')!s}"
-    n = serials.serial(opt)
-    return f"instance {type(opt).__name__} #{n if n is not None else '?'}"
+#: The Kerases hooked: the module the program imports, and the model classes in it (``module:attribute``).
+KERASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("keras", ("keras:Model",)),
+    ("tf_keras", ("tf_keras:Model", "tf_keras.src.engine.training_v1:Model")),
+)
 
 
 class _Hooks:
@@ -113,6 +54,9 @@ class _Hooks:
         self.models = WeakSerials()
         self.optimizers = WeakSerials()
         self.fits = 0
+        self.units = 0
+        #: drivers whose ``driver`` event was recorded
+        self.drivers: set[str] = set()
         self.local = threading.local()
         #: (owner class, attribute, original attribute as found, wrapper, whether owner had it in __dict__)
         self.patched: list[tuple[type, str, Any, Any, bool]] = []
@@ -138,16 +82,18 @@ class _Hooks:
             pass
 
     # -- compile --------------------------------------------------------------------------------------------
-    def before_compile(self, sig: inspect.Signature | None, model: Any, args: Any, kwargs: Any) -> None:
+    def before_compile(
+        self, sig: inspect.Signature | None, model: Any, args: Any, kwargs: Any, api: str = "keras"
+    ) -> None:
         prof = self.profiler
         if prof is None:
             return
-        values = _arguments(sig, model, args, kwargs)
+        values = bound_arguments(sig, model, args, kwargs)
         if values is None:
             return  # compile() itself will report the bad call
-        detail: dict[str, Any] = {"losses": [], "metrics": []}
+        detail: dict[str, Any] = {"losses": [], "metrics": [], "keras": api}
         try:
-            detail["loss_names"] = list(_strings(values.get("loss")))
+            detail["loss_names"] = list(strings_in(values.get("loss")))
             detail["optimizer"] = describe_optimizer(values.get("optimizer"), self.optimizers)
             detail["model"] = self.model_desc(model)
             run_eagerly = values.get("run_eagerly")
@@ -185,13 +131,13 @@ class _Hooks:
         prof.record_event("compile", **detail)
 
     # -- fit ------------------------------------------------------------------------------------------------
-    def after_fit(self, model: Any, new_train_function: bool | None, history: Any) -> None:
+    def after_fit(self, model: Any, new_train_function: bool | None, history: Any, api: str = "keras") -> None:
         prof = self.profiler
         if prof is None:
             return
         self.fits += 1
         n = self.fits
-        detail: dict[str, Any] = {"n": n}
+        detail: dict[str, Any] = {"n": n, "keras": api}
         try:
             detail["model"] = self.model_desc(model)
             params = getattr(history, "params", None)
@@ -207,26 +153,89 @@ class _Hooks:
                 detail["new_train_function"] = new_train_function
         except Exception:
             pass
+        if self.depth("unit"):
+            detail["in_unit"] = True  # a trial or fold of a driver: its end ends the cycle
+            prof.record_event("fit", **detail)
+            return
         prof.record_event("fit", **detail)
         prof.end_cycle(label=f"fit #{n}")
 
-    # -- patching -------------------------------------------------------------------------------------------
-    def patch(self, module: Any) -> None:
-        model_cls = getattr(module, "Model", None)
-        if not isinstance(model_cls, type) or self.profiler is None:
+    # -- driver units (a trial, a fold) ---------------------------------------------------------------------
+    def run_unit(
+        self, driver: str, unit: str, call: Callable[[], Any], label: Callable[[Any], str | None], **extra: Any
+    ) -> Any:
+        """Run ``call()`` as one unit of ``driver``: it ends one cycle, labelled ``label(result)``.
+
+        A unit inside a unit (scikeras folds inside an Optuna trial) is part of the outer one. ``extra`` goes
+        into the driver's event (e.g. ``via``: the scikit-learn function that drove scikeras).
+        """
+        if self.profiler is None or self.depth("unit"):
+            return call()
+        try:
+            self.note_driver(driver, unit, **extra)
+        except Exception as exc:
+            self.error(f"driver {driver}", exc)
+        self.set_depth("unit", 1)
+        result: Any = None
+        try:
+            result = call()
+            return result
+        finally:
+            self.set_depth("unit", 0)
+            self.end_unit(unit, label, result)
+
+    def note_driver(self, driver: str, unit: str, **extra: Any) -> None:
+        prof = self.profiler
+        if prof is None or driver in self.drivers:
             return
+        self.drivers.add(driver)
+        detail: dict[str, Any] = {"name": driver, "unit": unit}
+        detail.update((k, v) for k, v in extra.items() if isinstance(v, str))
+        version = frameworks.version_of(driver)
+        if version:
+            detail["version"] = version
+        prof.record_event("driver", **detail)
+
+    def end_unit(self, unit: str, label: Callable[[Any], str | None], result: Any) -> None:
+        prof = self.profiler
+        if prof is None:
+            return
+        self.units += 1
+        text: str | None = None
+        try:
+            text = label(result)
+        except Exception as exc:
+            self.error(f"{unit} label", exc)
+        prof.end_cycle(label=text or f"{unit} #{self.units}")
+
+    # -- patching -------------------------------------------------------------------------------------------
+    def patch(self, module: Any, attr: str = "Model", api: str = "keras") -> bool:
+        """Wrap ``compile``/``fit`` of ``module.<attr>``; whether both are hooked now."""
+        model_cls = getattr(module, attr, None)
+        if not isinstance(model_cls, type) or self.profiler is None:
+            return False
+        ok = True
         for name, make in (("compile", self._wrap_compile), ("fit", self._wrap_fit)):
-            try:
-                original = getattr(model_cls, name)
-                if not callable(original) or getattr(original, "__closuretrace_hook__", None) is not None:
-                    continue
-                had = name in model_cls.__dict__
-                raw = model_cls.__dict__[name] if had else None
-                wrapper = make(original)
-                setattr(model_cls, name, wrapper)
-                self.patched.append((model_cls, name, raw, wrapper, had))
-            except Exception as exc:
-                self.error(f"patch {name}", exc)
+            ok = self.patch_attr(model_cls, name, functools.partial(make, api=api)) and ok
+        return ok
+
+    def patch_attr(self, owner: type, name: str, make: Callable[[Any], Any]) -> bool:
+        """Set ``owner.name`` to ``make(original)`` (once), remembering how to undo it; whether it is hooked."""
+        try:
+            original = getattr(owner, name)
+            if not callable(original):
+                return False
+            if getattr(owner.__dict__.get(name), "__closuretrace_hook__", None) is not None:
+                return True
+            had = name in owner.__dict__
+            raw = owner.__dict__[name] if had else None
+            wrapper = make(original)
+            setattr(owner, name, wrapper)
+            self.patched.append((owner, name, raw, wrapper, had))
+            return True
+        except Exception as exc:
+            self.error(f"patch {getattr(owner, '__name__', owner)}.{name}", exc)
+            return False
 
     def unpatch(self) -> None:
         for owner, name, raw, wrapper, had in reversed(self.patched):
@@ -244,7 +253,7 @@ class _Hooks:
         self.models.clear()
         self.optimizers.clear()
 
-    def _wrap_compile(self, original: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_compile(self, original: Callable[..., Any], api: str = "keras") -> Callable[..., Any]:
         try:
             sig: inspect.Signature | None = inspect.signature(original)
         except (TypeError, ValueError):
@@ -256,7 +265,7 @@ class _Hooks:
             depth = hooks.depth("compile")
             if depth == 0 and hooks.profiler is not None:
                 try:
-                    hooks.before_compile(sig, self, args, kwargs)
+                    hooks.before_compile(sig, self, args, kwargs, api)
                 except Exception as exc:
                     hooks.error("compile", exc)
             hooks.set_depth("compile", depth + 1)
@@ -268,7 +277,7 @@ class _Hooks:
         compile.__closuretrace_hook__ = "compile"  # type: ignore[attr-defined]
         return compile
 
-    def _wrap_fit(self, original: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_fit(self, original: Callable[..., Any], api: str = "keras") -> Callable[..., Any]:
         hooks = self
 
         @functools.wraps(original)
@@ -288,7 +297,7 @@ class _Hooks:
                 hooks.set_depth("fit", depth)
             if depth == 0 and hooks.profiler is not None:
                 try:
-                    hooks.after_fit(self, new_fn, history)
+                    hooks.after_fit(self, new_fn, history, api)
                 except Exception as exc:
                     hooks.error("fit", exc)
             return history
@@ -297,56 +306,56 @@ class _Hooks:
         return fit
 
 
-def _arguments(
-    sig: inspect.Signature | None, model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> dict[str, Any] | None:
-    """compile()'s arguments by name, defaults included; ``None`` if they do not fit its signature."""
-    if sig is None:
-        return dict(kwargs)
-    try:
-        bound = sig.bind(model, *args, **kwargs)
-    except TypeError:
-        return None
-    bound.apply_defaults()
-    out = dict(bound.arguments)
-    out.pop("self", None)
-    return out
-
-
-def _strings(structure: Any) -> Iterator[str]:
-    """Keras names (strings) in a nested loss structure, for display."""
-    stack: list[tuple[Any, int]] = [(structure, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            yield item
-        elif depth < _MAX_DEPTH and isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in reversed(list(item.values())))
-        elif depth < _MAX_DEPTH and isinstance(item, (list, tuple)):
-            stack.extend((v, depth + 1) for v in reversed(item))
-
-
 def install(profiler: Any) -> Callable[[], None]:
-    """Hook ``keras.Model.compile``/``fit`` for ``profiler`` once the program imports Keras.
+    """Hook ``compile``/``fit`` of every Keras in :data:`KERASES` (and the loop drivers) for ``profiler``, each
+    once the program imports it.
 
-    Returns the function that removes the hooks (or cancels the pending import callback) and restores
-    ``keras.Model`` exactly as it was.
+    Returns the function that removes the hooks (or cancels the pending import callbacks) and restores the
+    classes exactly as they were; before that it records a ``framework`` event for each framework the program
+    imported that nothing here hooks (see :mod:`.frameworks`).
     """
+    from closuretrace.instrument import drivers
+
     hooks = _Hooks(profiler)
-
-    def on_import(module: Any) -> None:
-        # Runs inside the program's ``import keras``: it must never raise there.
-        try:
-            hooks.patch(module)
-        except Exception as exc:
-            hooks.error("patch", exc)
-
-    cancel = when_imported("keras", on_import)
+    cancels: list[Callable[[], None]] = []
+    for top, targets in KERASES:
+        cancels.append(when_imported(top, functools.partial(_on_keras, hooks, top, targets, cancels)))
+    cancels.extend(drivers.install(hooks))
 
     def remove() -> None:
         try:
-            cancel()
+            for cancel in cancels:
+                cancel()
+            if hooks.profiler is not None:
+                frameworks.record_unhooked(hooks.profiler)
         finally:
             hooks.unpatch()
 
     return remove
+
+
+def _on_keras(
+    hooks: _Hooks, top: str, targets: tuple[str, ...], cancels: list[Callable[[], None]], module: Any
+) -> None:
+    """The program imported ``top``: hook its model classes (those in submodules once they are imported too)."""
+    # Runs inside the program's import: it must never raise there.
+    api = frameworks.keras_api(top, module)
+    hooked: list[bool] = []
+
+    def patch_one(attr: str, mod: Any) -> None:
+        try:
+            hooked.append(hooks.patch(mod, attr, api))
+        except Exception as exc:
+            hooks.error(f"patch {top}", exc)
+            hooked.append(False)
+
+    for target in targets:
+        mod_name, _, attr = target.partition(":")
+        try:
+            if mod_name == top:
+                patch_one(attr, module)
+            else:
+                cancels.append(when_imported(mod_name, functools.partial(patch_one, attr)))
+        except Exception as exc:
+            hooks.error(f"patch {target}", exc)
+    frameworks.record_framework(hooks.profiler, top, module, hooked=all(hooked) and bool(hooked), keras=api)

@@ -13,6 +13,7 @@ each factory and type is noted as a ``not_callable`` event of the run instead.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import weakref
 from collections import Counter
@@ -27,6 +28,7 @@ from closuretrace.instrument.captures import (
     short_args,
 )
 from closuretrace.session import ClosureRecord
+from closuretrace.session.model import Source
 
 
 class _Ref(weakref.ref):  # type: ignore[type-arg]
@@ -45,6 +47,7 @@ class ClosureRegistry:
         self._clock = clock
         self._on_event = on_event
         self._records: list[ClosureRecord] = []
+        self._serials = itertools.count(1)
         # id(obj) -> weak reference (carrying the record) for watched objects that are alive.
         self._live: dict[int, _Ref] = {}
         # id -> serial of the last watched object that died at that address.
@@ -67,7 +70,7 @@ class ClosureRegistry:
         self,
         obj: Any,
         *,
-        source: str,
+        source: Source,
         factory: str | None = None,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
@@ -77,23 +80,10 @@ class ClosureRegistry:
     ) -> ClosureRecord:
         """Watch ``obj`` (once: a second call returns the existing record, adding ``role``).
 
-        ``tool_refs`` is how many references the caller itself holds, so the refcount recorded is the one
-        seen from outside the tool.
+        ``tool_refs`` is how many references the caller's own frames hold to ``obj`` (a local variable, a list
+        being walked), so the refcount recorded is the one seen from outside the tool. Tracked factories call
+        this on every call: the body stays flat.
         """
-        return self.add(obj, source, factory, args, kwargs, created_at, role, tool_refs + 1)
-
-    def add(
-        self,
-        obj: Any,
-        source: str,
-        factory: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        created_at: str | None,
-        role: str | None,
-        tool_refs: int,
-    ) -> ClosureRecord:
-        """:meth:`register` with positional arguments, for the hot path of tracked factories."""
         if not callable(obj):
             return self._skip(obj, source, factory)
         oid = id(obj)
@@ -105,9 +95,9 @@ class ClosureRegistry:
             return rec
         qualname, module, kind = describe_callable(obj)
         # Positional: this runs on every call of a tracked factory. getrefcount's own argument and this
-        # frame's ``obj`` are ours too.
+        # frame's ``obj`` are ours too (the 2).
         rec = ClosureRecord(
-            len(self._records) + 1,
+            next(self._serials),  # atomic: threads that register at once get distinct serials
             oid,
             factory or factory_of(qualname, module),
             qualname,
@@ -137,7 +127,7 @@ class ClosureRegistry:
         self._records.append(rec)
         return rec
 
-    def _skip(self, obj: Any, source: str, factory: str | None) -> ClosureRecord:
+    def _skip(self, obj: Any, source: Source, factory: str | None) -> ClosureRecord:
         """A non-callable: note it once per factory and type; return a record that is not kept."""
         tname = qualified_name(type(obj))
         name = factory or tname
@@ -197,10 +187,11 @@ class ClosureRegistry:
         yield self._callback
         if self._on_event is not None:
             yield self._on_event
-        for rec in self._records:
+        # Snapshots: another thread may register a closure while a cycle ends.
+        for rec in list(self._records):
             yield rec
             yield rec.args
             yield rec.captures
             yield rec.roles
             yield from rec.captures
-        yield from self._live.values()
+        yield from list(self._live.values())

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from closuretrace.session.model import Source
+
 
 class Registry(Protocol):
-    def add(
+    """What the instrumentation calls on the active profiler's closure registry."""
+
+    def register(
         self,
         obj: Any,
-        source: str,
-        factory: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        created_at: str | None,
-        role: str | None,
-        tool_refs: int,
+        *,
+        source: Source,
+        factory: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        created_at: str | None = None,
+        role: str | None = None,
+        tool_refs: int = 0,
     ) -> Any: ...
 
 

@@ -59,8 +59,10 @@ def track(factory: Any = None, *, name: str | None = None) -> Any:
                 caller = sys._getframe(1)
                 site = f"{caller.f_code.co_filename}:{caller.f_lineno}"
                 del caller
-                # Our references: ``result`` here and the argument in ``add``'s frame.
-                prof.registry.add(result, "track", label, args, kwargs, site, None, 1)
+                # Our reference: ``result`` here (register counts its own).
+                prof.registry.register(
+                    result, source="track", factory=label, args=args, kwargs=kwargs, created_at=site, tool_refs=1
+                )
             return result
 
         setattr(tracked_factory, _MARK, label)

@@ -25,15 +25,12 @@ import weakref
 from collections import deque
 from itertools import compress
 from types import FunctionType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from closuretrace.probes.base import CycleContext
 from closuretrace.probes.heap import SAMPLE_PER_TYPE, SAMPLE_TYPES, HeapProbe
 from closuretrace.probes.snapshot import ChildFailed, SnapshotChild, child_timeout, prepare, unsafe_reason
 from closuretrace.session import ClosureRecord, CycleSample
-
-if TYPE_CHECKING:
-    from closuretrace.profiler import Profiler
 
 __all__ = ["ForkedProbes"]
 
@@ -63,7 +60,7 @@ def _ignore(ref: weakref.ref[Any]) -> None:
 class ForkedProbes:
     """One profiler's probes in snapshot children: the child in flight and what waits for its answer."""
 
-    def __init__(self, prof: Profiler) -> None:
+    def __init__(self, prof: Any) -> None:  # the Profiler that owns these probes (probes never import it)
         self._prof = prof
         self.child: SnapshotChild | None = None
         #: the cycle whose child is in flight

@@ -8,8 +8,8 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from closuretrace.analysis.diff import SessionDiff
     from closuretrace.session import CompareSession, Session
+    from closuretrace.session.diff import SessionDiff
 
 #: Output file extension -> format name.
 FORMATS: dict[str, str] = {
@@ -88,7 +88,7 @@ def render_for_path(session: Session | CompareSession, path: str | os.PathLike[s
 
 
 def render_diff(diff: SessionDiff, fmt: str) -> str:
-    """A :class:`~closuretrace.analysis.diff.SessionDiff` in format ``fmt``: ``json``, ``markdown`` or ``html``."""
+    """A :class:`~closuretrace.session.diff.SessionDiff` in format ``fmt``: ``json``, ``markdown`` or ``html``."""
     if fmt == "json":
         return _json.dumps(diff.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
     if fmt == "markdown":
@@ -100,8 +100,3 @@ def render_diff(diff: SessionDiff, fmt: str) -> str:
 
         return html.render_diff(diff)
     raise UnknownFormatError(f"unknown format {fmt!r}; use json, markdown or html")
-
-
-def render_diff_for_path(diff: SessionDiff, path: str | os.PathLike[str]) -> str:
-    """``diff`` in the format ``path``'s extension names (``.json``, ``.md``, ``.html``)."""
-    return render_diff(diff, format_for_path(path))

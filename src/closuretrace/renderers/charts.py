@@ -17,8 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from closuretrace.analysis.stats import Slope, fit_slope
-from closuretrace.session import CompareSession, Session
+from closuretrace.session import CompareSession, Session, Verdict
 from closuretrace.units import fmt_value
 
 if TYPE_CHECKING:
@@ -47,7 +46,8 @@ class Line:
     xs: list[int]
     ys: list[float]
     unit: str = ""
-    fit: bool = True
+    #: the verdict whose fitted line is drawn over the measured cycles (None: no line)
+    fit: Verdict | None = None
 
 
 @dataclass
@@ -137,18 +137,19 @@ def series_chart(
             ax.plot([x for x, _ in warm], [y for _, y in warm], ls="none", marker="o", ms=5,
                     markerfacecolor="white", markeredgecolor=color)
         meas = [(x, y) for x, y in zip(ln.xs, ln.ys) if x >= first + warmup]
-        if ln.fit and len(meas) >= 2:
-            s = _fit([y for _, y in meas])
-            if s is not None and math.isfinite(s.slope) and math.isfinite(s.intercept):
+        v = ln.fit
+        if v is not None and len(meas) >= 2 and math.isfinite(v.slope_per_cycle) and math.isfinite(v.intercept):
+            slope, intercept = v.slope_per_cycle, v.intercept
+            if abs(intercept) < MAX_PLOTTED and abs(slope) * len(meas) < MAX_PLOTTED:
                 x0, x1 = meas[0][0], meas[-1][0]
                 fit_color = "#222222" if len(lines) == 1 else color
-                y0, y1 = s.intercept / scale, (s.intercept + s.slope * (len(meas) - 1)) / scale
+                y0, y1 = intercept / scale, (intercept + slope * (len(meas) - 1)) / scale
                 ax.plot([x0, x1], [_plotted(y0), _plotted(y1)],
                         color=fit_color, lw=1.2, ls="--", alpha=0.8, zorder=3)
                 if len(lines) == 1:
                     (fh,) = ax.plot([], [], color=fit_color, lw=1.2, ls="--")
                     handles.append(fh)
-                    labels.append(_mpl_text(f"fit {fmt_value(s.slope, ln.unit, True)}/cycle"))
+                    labels.append(_mpl_text(f"fit {fmt_value(slope, ln.unit, True)}/cycle"))
     ax.set_xlabel("cycle", fontsize=9)
     ax.set_ylabel(_mpl_text(ylabel), fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -165,14 +166,6 @@ def series_chart(
         else:  # one entry per series: below the plot, where it hides nothing
             fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=2, frameon=False)
     return _svg(fig, key)
-
-
-def _fit(values: list[float]) -> Slope | None:
-    """The dashed line's fit, or None where the sums overflow (values beyond about 1e154): it only decorates."""
-    try:
-        return fit_slope(values)
-    except ArithmeticError:
-        return None
 
 
 def _tick(v: float, _pos: object) -> str:
@@ -204,7 +197,7 @@ def session_charts(session: Session) -> list[Chart]:
             xs, ys = _xs(session, metric)
             if xs:
                 unit = session.metric_info(metric).unit or unit
-                line = Line("measured", xs, ys, unit)
+                line = Line("measured", xs, ys, unit, session.verdict(metric))
                 svg = series_chart(metric, [line], warmup, ylabel, scale)
                 charts.append(Chart(metric, _label(session, metric), svg))
         except Exception as exc:  # as in _or_note: one bad chart must not lose the page
@@ -218,7 +211,7 @@ def session_charts(session: Session) -> list[Chart]:
         else:
             xs, ys = _xs(session, "closures_alive")
             if xs:
-                line = Line("measured", xs, ys, "closures")
+                line = Line("measured", xs, ys, "closures", session.verdict("closures_alive"))
                 svg = series_chart("closures", [line], warmup, "closures alive")
                 charts.append(Chart("closures_alive", "closures alive", svg))
     except Exception as exc:
@@ -227,7 +220,7 @@ def session_charts(session: Session) -> list[Chart]:
     try:
         xs, ys = _xs(session, "tf_func_graphs")
         if xs:
-            line = Line("measured", xs, ys, "graphs")
+            line = Line("measured", xs, ys, "graphs", session.verdict("tf_func_graphs"))
             charts.append(
                 Chart("tf_func_graphs", _label(session, "tf_func_graphs"),
                       series_chart("tf_func_graphs", [line], warmup, "live FuncGraphs"))
@@ -256,7 +249,7 @@ def _factory_lines(session: Session) -> list[Line]:
 
 
 @_or_note
-def compare_chart(
+def diff_chart(
     key: str, a: Session, b: Session, metric: str, name_a: str, name_b: str, ylabel: str, scale: float = 1.0
 ) -> str | None:
     """One metric of two sessions on the same axes (A then B), each with its own fit; None if neither has it."""
@@ -267,9 +260,9 @@ def compare_chart(
     unit = a.metric_info(metric).unit or b.metric_info(metric).unit
     lines = []
     if xa:
-        lines.append(Line(f"A: {name_a}", xa, ya, unit))
+        lines.append(Line(f"A: {name_a}", xa, ya, unit, a.verdict(metric)))
     if xb:
-        lines.append(Line(f"B: {name_b}", xb, yb, unit))
+        lines.append(Line(f"B: {name_b}", xb, yb, unit, b.verdict(metric)))
     warmup = min(a.warmup, b.warmup)
     return series_chart(key, lines, warmup, ylabel, scale)
 
@@ -279,7 +272,8 @@ def compare_chart(
 #: Enough distinct colours for the full matrix (20 scenarios), the first ones as in the other charts.
 _MANY_COLORS = (*_COLORS, "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
                 "#e6550d", "#31a354", "#756bb1", "#636363")
-_VERDICT_COLORS = {"LEAK": "#c62828", "flat": "#2e7d32", "grows (below noise floor)": "#9a5b00"}
+#: Bar colour per verdict state (decided by the analysis).
+_STATE_COLORS = {"leak": "#c62828", "flat": "#2e7d32", "grows": "#9a5b00"}
 
 
 @_or_note
@@ -290,10 +284,8 @@ def compare_growth_chart(session: CompareSession, metric: str = "rss_bytes", sca
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from closuretrace.analysis.compare import ranking
-
     series = []
-    for s in ranking(session.scenarios):
+    for s in session.ranked():
         pts = [(c.index, float(c.metrics[metric])) for c in s.cycles if metric in c.metrics]
         used = [p for p in pts if p[0] >= s.warmup]
         if len(used) < 2:
@@ -329,18 +321,15 @@ def compare_slope_chart(session: CompareSession, metric: str = "rss_bytes", scal
     coloured by verdict. None when no scenario has a verdict for ``metric``."""
     from matplotlib.figure import Figure
 
-    from closuretrace.analysis.compare import ranking
-    from closuretrace.renderers.format import verdict_word
-
     bars = []
-    for s in ranking(session.scenarios):
+    for s in session.ranked():
         v = s.verdict(metric)
         if v is None or not math.isfinite(v.slope_per_cycle):
             continue
         lo = v.ci_low if math.isfinite(v.ci_low) else v.slope_per_cycle
         hi = v.ci_high if math.isfinite(v.ci_high) else v.slope_per_cycle
         bars.append((s.name, _plotted(v.slope_per_cycle / scale), _plotted((v.slope_per_cycle - lo) / scale),
-                     _plotted((hi - v.slope_per_cycle) / scale), verdict_word(v), v.unit))
+                     _plotted((hi - v.slope_per_cycle) / scale), v.state, v.unit))
     if not bars:
         return None
     bars.reverse()  # matplotlib draws the first bar at the bottom
@@ -348,7 +337,7 @@ def compare_slope_chart(session: CompareSession, metric: str = "rss_bytes", scal
     ax = fig.add_subplot()
     ys = list(range(len(bars)))
     ax.barh(ys, [b[1] for b in bars], xerr=[[b[2] for b in bars], [b[3] for b in bars]],
-            color=[_VERDICT_COLORS.get(b[4], "#5f6368") for b in bars], alpha=0.85, height=0.62,
+            color=[_STATE_COLORS.get(b[4], "#5f6368") for b in bars], alpha=0.85, height=0.62,
             error_kw={"ecolor": "#222222", "elinewidth": 1.0, "capsize": 2.5})
     ax.set_yticks(ys, [_mpl_text(b[0]) for b in bars], fontsize=8)
     for y, b in zip(ys, bars):

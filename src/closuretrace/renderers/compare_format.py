@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from closuretrace.analysis.compare import RSS, ranking
-from closuretrace.renderers.format import fmt_ci, fmt_seconds, verdict_word
+from closuretrace.renderers.format import fmt_ci, fmt_seconds, verdict_class, verdict_word
 from closuretrace.session import CompareSession, Comparison, ScenarioResult
-from closuretrace.units import fmt_bytes, fmt_rate, fmt_value
+from closuretrace.units import fmt_rate, fmt_value
+
+RSS = "rss_bytes"
 
 
 def headline(session: CompareSession) -> str:
@@ -44,7 +45,7 @@ def _rate_of(s: ScenarioResult, metric: str) -> str:
 def ranking_rows(session: CompareSession) -> list[dict[str, Any]]:
     """One row per scenario, steepest RSS growth first (failed scenarios last, with their error)."""
     rows = []
-    for i, s in enumerate(ranking(session.scenarios), 1):
+    for i, s in enumerate(session.ranked(), 1):
         rss = s.verdict(RSS)
         word = verdict_word(rss) if rss is not None else ("failed" if not s.ok else "n/a")
         if not s.ok:
@@ -60,6 +61,7 @@ def ranking_rows(session: CompareSession) -> list[dict[str, Any]]:
                 "rss": fmt_value(rss.slope_per_cycle, rss.unit, True) if rss is not None else "n/a",
                 "rss_ci": fmt_ci(rss) if rss is not None else "n/a",
                 "rss_word": word,
+                "rss_cls": "leak" if not s.ok else verdict_class(rss),
                 "graphs": _rate_of(s, "tf_func_graphs").replace("/cycle", ""),
                 "gc": _rate_of(s, "gc_objects").replace("/cycle", ""),
                 "traces": _num(s.traces_per_cycle, 1),
@@ -190,8 +192,3 @@ def settings_rows(session: CompareSession) -> list[tuple[str, str]]:
         if isinstance(d, dict):
             out.extend((f"{key[:-1] if key != 'strategies' else 'strategy'} {k}", str(v)) for k, v in d.items())
     return out
-
-
-def capture_size(session: CompareSession) -> str:
-    n = next((s.capture_nbytes for s in session.scenarios if s.capture != "scalar" and s.capture_nbytes), None)
-    return fmt_bytes(n) if n else ""

@@ -16,14 +16,44 @@ def fmt_ci(v: Verdict) -> str:
     return f"[{fmt_value(v.ci_low, v.unit, True)}, {fmt_value(v.ci_high, v.unit, True)}]"
 
 
+#: How each verdict state (decided by the analysis) reads in a report.
+STATE_WORD: dict[str, str] = {
+    "leak": "LEAK",
+    "grows": "grows (below noise floor)",
+    "flat": "flat",
+    "too_few": "too few cycles",
+}
+#: The CSS class / colour key of each verdict state.
+STATE_CLASS: dict[str, str] = {"leak": "leak", "grows": "grows", "flat": "flat", "too_few": "few"}
+#: The word that opens a report's conclusion, per session status (decided by the analysis).
+STATUS_WORD: dict[str, str] = {"leak": "LEAK", "flat": "No leak", "inconclusive": "Inconclusive"}
+
+
+#: Shapes that say more than the state, shown in its place when the series is not a leak.
+SHAPE_WORD: dict[str, str] = {"bounded": "bounded (rose, then stopped)", "step": "one-off step"}
+
+
 def verdict_word(v: Verdict) -> str:
-    if v.leak:
-        return "LEAK"
-    if v.n_cycles < 3:
-        return "too few cycles"
-    if v.ci_low > 0:
-        return "grows (below noise floor)"
-    return "flat"
+    """The verdict's state as a report shows it (``"not judged"`` for a verdict the analysis never saw); a
+    series the analysis found bounded or a single step says so instead of "grows" or "flat"."""
+    if v.state not in ("leak", "too_few") and v.shape in SHAPE_WORD:
+        return SHAPE_WORD[v.shape]
+    return STATE_WORD.get(v.state, "not judged")
+
+
+def verdict_class(v: Verdict | None) -> str:
+    """The CSS class of the verdict's state (``"few"`` when there is none)."""
+    return STATE_CLASS.get(v.state, "few") if v is not None else "few"
+
+
+def status_word(session: Session) -> str:
+    """``LEAK``, ``No leak`` or ``Inconclusive``; ``Not analysed`` for a session no analysis has judged."""
+    return STATUS_WORD.get(session.status, "Not analysed")
+
+
+def conclusion(session: Session) -> str:
+    """The one-line answer, e.g. ``LEAK: RSS +4.6 MiB/cycle (over 7 cycles after 1 warm-up).``; plain text."""
+    return f"{status_word(session)}: {session.finding}" if session.finding else status_word(session)
 
 
 def fmt_seconds(s: float) -> str:

@@ -20,7 +20,6 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from closuretrace._version import __version__
-from closuretrace.analysis.diff import SessionDiff
 from closuretrace.renderers import charts
 from closuretrace.renderers.format import (
     factory_rows,
@@ -30,10 +29,13 @@ from closuretrace.renderers.format import (
     fmt_value,
     headline,
     short_type,
+    status_word,
+    verdict_class,
     verdict_word,
 )
-from closuretrace.renderers.markdown import STATUS_WORD, finding, status
+from closuretrace.renderers.holder_text import holder_sentence, verification_lines
 from closuretrace.session import ClosureRecord, CompareSession, Session, Verdict
+from closuretrace.session.diff import SessionDiff
 from closuretrace.units import fmt_rate, fmt_ratio
 
 #: Closure rows in the lifetime table; the rest are counted in one line.
@@ -43,7 +45,6 @@ MAX_REPR = 160
 #: Most columns on the closure lifetime axis; a longer session puts several cycles in one column.
 MAX_LIFETIME_COLUMNS = 10_000
 
-_VERDICT_CLASS = {"LEAK": "leak", "flat": "flat", "grows (below noise floor)": "grows", "too few cycles": "few"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,7 +74,7 @@ def _verdict_view(session: Session, v: Verdict) -> dict[str, Any]:
         "rate": fmt_rate(v.slope_per_cycle, v.unit),
         "ci": fmt_ci(v),
         "word": word,
-        "cls": _VERDICT_CLASS.get(word, "few"),
+        "cls": verdict_class(v),
         "n": v.n_cycles,
         "floor": fmt_value(v.noise_floor, v.unit),
         "note": v.note or "",
@@ -188,13 +189,12 @@ def _chart_views(session: Session) -> list[dict[str, Any]]:
 
 def render(session: Session) -> str:
     """The session as one self-contained HTML page."""
-    state = status(session)
     argv = " ".join(session.run.argv) or "(no argv)"
     context = {
-        "title": f"closuretrace: {STATUS_WORD[state]} · {_clip(argv, 80)}",
-        "state": state,
-        "status_word": STATUS_WORD[state],
-        "finding": finding(session),
+        "title": f"closuretrace: {status_word(session)} · {_clip(argv, 80)}",
+        "state": session.status,
+        "status_word": status_word(session),
+        "finding": session.finding,
         "headline": headline(session),
         "outcome": f"{session.run.outcome}, exit {session.run.exit_code}",
         "run_ok": session.finished_normally,
@@ -210,9 +210,12 @@ def render(session: Session) -> str:
                 "hops": [_split_hop(h) for h in c.chain],
                 "found": c.found,
                 "note": c.note or "",
+                "role": holder_sentence(c),
             }
             for c in session.retention
         ],
+        "unexplained": list(session.unexplained),
+        "verification": verification_lines(session),
         "advice": [_segments(a) for a in session.advice],
         "factories": factory_rows(session),
         "types": [
@@ -256,7 +259,7 @@ _CHANGE_CLASS = {"fixed": "flat", "still leaking": "leak", "new leak": "leak", "
 
 def render_diff(diff: SessionDiff) -> str:
     """Two sessions compared (before ``A``, after ``B``) as one self-contained HTML page."""
-    state = diff.status()
+    state = diff.status
     metrics = []
     for m in diff.metrics:
         wa = verdict_word(m.a) if m.a is not None else "not measured"
@@ -268,26 +271,26 @@ def render_diff(diff: SessionDiff) -> str:
                 "a": fmt_rate(m.slope_a, m.unit),
                 "a_ci": fmt_ci(m.a) if m.a is not None else "",
                 "a_word": wa,
-                "a_cls": _VERDICT_CLASS.get(wa, "few"),
+                "a_cls": verdict_class(m.a),
                 "b": fmt_rate(m.slope_b, m.unit),
                 "b_ci": fmt_ci(m.b) if m.b is not None else "",
                 "b_word": wb,
-                "b_cls": _VERDICT_CLASS.get(wb, "few"),
+                "b_cls": verdict_class(m.b),
                 "ratio": fmt_ratio(m.ratio),
                 "change": m.change,
                 "change_cls": _CHANGE_CLASS.get(m.change, ""),
             }
         )
-    rss = charts.compare_chart("diff-rss", diff.a, diff.b, "rss_bytes", diff.name_a, diff.name_b, "RSS (MiB)",
+    rss = charts.diff_chart("diff-rss", diff.a, diff.b, "rss_bytes", diff.name_a, diff.name_b, "RSS (MiB)",
                                charts.MiB)
-    closures = charts.compare_chart("diff-closures", diff.a, diff.b, "closures_alive", diff.name_a, diff.name_b,
+    closures = charts.diff_chart("diff-closures", diff.a, diff.b, "closures_alive", diff.name_a, diff.name_b,
                                     "closures alive")
     context = {
-        "title": f"closuretrace diff: {state} · {_clip(diff.headline(), 100)}",
+        "title": f"closuretrace diff: {state} · {_clip(diff.headline, 100)}",
         "state": state,
         "state_cls": _CHANGE_CLASS[state] or "few",
-        "headline": diff.headline(),
-        "conclusion": diff.conclusion(),
+        "headline": diff.headline,
+        "conclusion": diff.conclusion,
         "name_a": diff.name_a,
         "name_b": diff.name_b,
         "headline_a": headline(diff.a),
@@ -320,7 +323,6 @@ def _type_view(name: str, slope: float, counts: list[int]) -> dict[str, str]:
 
 def render_compare(session: CompareSession) -> str:
     """A ``closuretrace compare`` report as one self-contained HTML page: conclusion, charts, ranking."""
-    from closuretrace.analysis.compare import summary
     from closuretrace.renderers import compare_format as cf
 
     failed = sum(1 for s in session.scenarios if not s.ok)
@@ -347,7 +349,7 @@ def render_compare(session: CompareSession) -> str:
         "state": state,
         "status_word": word,
         "headline": cf.headline(session),
-        "lead": summary(session.comparisons) if session.scenarios else "No scenario ran.",
+        "lead": session.summary,
         "intro": (
             f"The seed's loop ({session.settings.get('model', 'MLP')}) run as {len(session.scenarios)} scenarios, "
             f"each in its own Python process; data: {session.settings.get('data', '?')}."

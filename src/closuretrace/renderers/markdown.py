@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import re
 
-from closuretrace.analysis.diff import SessionDiff
 from closuretrace.renderers.format import (
     factory_rows,
     fmt_ci,
     fmt_value,
     headline,
     short_type,
+    status_word,
     verdict_word,
 )
+from closuretrace.renderers.holder_text import holder_sentence, verification_lines
 from closuretrace.session import CompareSession, Session
+from closuretrace.session.diff import SessionDiff
 from closuretrace.units import fmt_rate, fmt_ratio
 
 MAX_FACTORIES = 20
@@ -76,47 +78,6 @@ def _table(header: list[str], rows: list[list[str]], right: set[int] | None = No
     return lines
 
 
-def measured_cycles(session: Session) -> int:
-    """How many cycles the verdicts are fitted over (the largest ``n_cycles`` of any verdict)."""
-    return max((v.n_cycles for v in session.verdicts), default=0)
-
-
-def status(session: Session) -> str:
-    """``leak``, ``flat`` or ``inconclusive`` (no verdict drawn from at least 3 cycles)."""
-    if session.leaks():
-        return "leak"
-    if not session.verdicts or all(v.n_cycles < 3 for v in session.verdicts):
-        return "inconclusive"
-    return "flat"
-
-
-#: The word that opens the conclusion, per :func:`status`.
-STATUS_WORD = {"leak": "LEAK", "flat": "No leak", "inconclusive": "Inconclusive"}
-
-
-def finding(session: Session) -> str:
-    """What :func:`conclusion` says after its opening word; plain text (escape it for the target format)."""
-    n = measured_cycles(session)
-    warmup = session.warmup
-    state = status(session)
-    if state == "leak":
-        parts = [
-            f"{session.metric_info(v.metric).label or v.metric} {fmt_rate(v.slope_per_cycle, v.unit)}"
-            for v in session.leaks()
-        ]
-        return f"{', '.join(parts)} (over {n} cycles after {warmup} warm-up)."
-    if state == "inconclusive":
-        return f"{n} cycle(s) measured after {warmup} warm-up; a verdict needs at least 3. Run more cycles."
-    growing = [session.metric_info(v.metric).label or v.metric for v in session.verdicts if verdict_word(v) != "flat"]
-    tail = f"; {', '.join(growing)} grow(s) below the noise floor" if growing else ""
-    return f"nothing grows beyond its noise floor over {n} cycles after {warmup} warm-up{tail}."
-
-
-def conclusion(session: Session) -> str:
-    """The one-line answer, e.g. ``LEAK: RSS +4.6 MiB/cycle (over 7 cycles after 1 warm-up).``; plain text."""
-    return f"{STATUS_WORD[status(session)]}: {finding(session)}"
-
-
 def run_line(session: Session) -> str:
     """When, where and how long: ``started ..., Python 3.11.2 on Linux, 6 cycles (1 warm-up)``; plain text."""
     run = session.run
@@ -137,7 +98,7 @@ def _verdict_cell(word: str) -> str:
 def render(session: Session) -> str:
     """The session as GitHub-flavoured Markdown."""
     lines = [f"# {escape(headline(session))}", ""]
-    lines += [f"**{STATUS_WORD[status(session)]}**: {escape(finding(session))}", ""]
+    lines += [f"**{status_word(session)}**: {escape(session.finding)}", ""]
     lines.append(f"Run: {escape(run_line(session))}")
     if session.run.error:
         lines += ["", f"Error: {code(session.run.error, limit=500)}"]
@@ -147,8 +108,10 @@ def render(session: Session) -> str:
         "",
         "## Verdicts",
         "",
-        f"Growth per cycle: least-squares slope over the cycles after {warmup} warm-up, with its 95% confidence "
-        "interval. A leak needs the interval clear of zero and the slope above the metric's noise floor.",
+        f"Growth per cycle: robust slope (Theil–Sen; least squares under 5 cycles) over the cycles after {warmup} "
+        "warm-up, with its 95% confidence interval; one-off steps are reported apart. A leak needs a consistent "
+        "rise, the interval clear of zero and the slope above the metric's noise floor; a series that rose and "
+        "stopped (bounded) is not one.",
         "",
     ]
     if session.verdicts:
@@ -221,12 +184,21 @@ def render(session: Session) -> str:
             f"Target: {code(chain.target, limit=200)}{born}",
             "",
         ]
+        role = holder_sentence(chain)
+        if role:
+            lines += [prose(role), ""]
         if chain.found and chain.chain:
             lines += [f"{i}. {code(hop, limit=200)}" for i, hop in enumerate(chain.chain, 1)]
         elif not chain.found:
             lines.append("No chain found.")
         if chain.note:
             lines += ["", f"Note: {prose(chain.note)}"]
+    if session.unexplained:
+        lines += ["", "## Growth no holder explains", ""]
+        lines += [f"- {prose(u)}" for u in session.unexplained]
+    if session.verification:
+        lines += ["", "## Verification (a re-run that lets go of the holder)", ""]
+        lines += [f"- {prose(t)}" for t in verification_lines(session)]
 
     if session.advice:
         lines += ["", "## Advice", ""]
@@ -244,9 +216,9 @@ def render_diff(diff: SessionDiff) -> str:
     """A comparison of two sessions (before ``A``, after ``B``) as GitHub-flavoured Markdown."""
     a, b = diff.a, diff.b
     lines = [
-        f"# closuretrace diff: {escape(diff.headline())}",
+        f"# closuretrace diff: {escape(diff.headline)}",
         "",
-        f"**{escape(diff.conclusion())}**",
+        f"**{escape(diff.conclusion)}**",
         "",
         f"- A: {code(diff.name_a)}: {escape(headline(a))}",
         f"- B: {code(diff.name_b)}: {escape(headline(b))}",
@@ -310,7 +282,6 @@ def render_diff(diff: SessionDiff) -> str:
 
 def render_compare(session: CompareSession) -> str:
     """A ``closuretrace compare`` report as GitHub-flavoured Markdown: conclusion, ranking, save check."""
-    from closuretrace.analysis.compare import summary
     from closuretrace.renderers import compare_format as cf
 
     st = session.settings
@@ -322,7 +293,7 @@ def render_compare(session: CompareSession) -> str:
     if session.run.outcome in ("interrupted", "terminated"):
         word = "Interrupted" if session.run.outcome == "interrupted" else "Terminated by SIGTERM"
         lines += ["", f"**{word}**: the report holds the scenarios that finished."]
-    lines += ["", f"**{escape(summary(session.comparisons))}**", "", "## Conclusion", ""]
+    lines += ["", f"**{escape(session.summary)}**", "", "## Conclusion", ""]
     lines += [f"- {escape(c)}" for c in session.conclusion] or ["No conclusion (no scenario finished)."]
 
     warmup = session.warmup

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import html
 import json
-import os
 
-from closuretrace.checks import MIN_CYCLES, RecordedTest, RunReport
-from closuretrace.renderers import UnknownFormatError, format_for_path
+from closuretrace.renderers import UnknownFormatError
 from closuretrace.renderers.format import fmt_seconds, fmt_value
+from closuretrace.session.pytest_run import RecordedTest, RunReport
 
 _GROWTH = (("rss_bytes", "RSS / cycle"), ("gc_objects", "gc objects / cycle"))
 _HEADER = [
@@ -36,7 +35,7 @@ def growth_cell(test: RecordedTest, metric: str) -> str:
         return "n/a"
     n = int(v.get("n_cycles", 0))
     slope = v.get("slope_per_cycle")
-    if n < MIN_CYCLES or not isinstance(slope, (int, float)):
+    if v.get("state") == "too_few" or n < test.min_cycles or not isinstance(slope, (int, float)):
         return f"n/a ({n} cycle{'s' if n != 1 else ''} after warm-up)"
     unit = str(v.get("unit", ""))
     low, high = v.get("ci_low"), v.get("ci_high")
@@ -93,8 +92,8 @@ def render_markdown(report: RunReport) -> str:
         "",
         escape(_summary_line(report)) + f" ({escape(fmt_seconds(report.duration_s))}).",
         "",
-        "Growth is per cycle: least-squares slope over the cycles after the warm-up, with its 95% confidence "
-        f"interval (needs at least {MIN_CYCLES} cycles). Closures alive: made by the test and still alive after "
+        "Growth is per cycle: robust slope (Theil–Sen) over the cycles after the warm-up, with its 95% confidence "
+        f"interval (needs at least {report.min_cycles} cycles). Closures alive: made by the test and still alive after "
         "its fixtures were torn down.",
         "",
     ]
@@ -145,9 +144,10 @@ def render_html(report: RunReport) -> str:
         "<title>closuretrace: tests ranked by growth</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>closuretrace: tests ranked by growth</h1>",
-        f"<p>{e(_summary_line(report))} ({e(fmt_seconds(report.duration_s))}). Growth is per cycle: least-squares "
-        f"slope over the cycles after the warm-up, with its 95% confidence interval (needs at least {MIN_CYCLES} "
-        "cycles). Closures alive: made by the test and still alive after its fixtures were torn down.</p>",
+        f"<p>{e(_summary_line(report))} ({e(fmt_seconds(report.duration_s))}). Growth is per cycle: robust "
+        "slope (Theil–Sen) over the cycles after the warm-up, with its 95% confidence interval (needs at least "
+        f"{report.min_cycles} cycles). Closures alive: made by the test and still alive after its fixtures were "
+        "torn down.</p>",
     ]
     if report.tests:
         parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in _HEADER) + "</tr></thead><tbody>")
@@ -183,9 +183,3 @@ def render(report: RunReport, fmt: str) -> str:
     if fmt == "html":
         return render_html(report)
     raise UnknownFormatError(f"unknown format {fmt!r}; use json, markdown or html")
-
-
-def render_for_path(report: RunReport, path: str | os.PathLike[str]) -> str:
-    """``report`` in the format ``path``'s extension names (``.json``, ``.md``, ``.html``)."""
-    return render(report, format_for_path(path))
-

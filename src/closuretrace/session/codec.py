@@ -147,6 +147,9 @@ def conforms(value: Any, hint: Any) -> bool:
         return any(conforms(value, h) for h in typing.get_args(hint))
     if hint is type(None):
         return value is None
+    if origin is typing.Literal:
+        # A state written by a newer closuretrace still loads: any value of the literals' type.
+        return any(type(value) is type(a) for a in typing.get_args(hint))
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:

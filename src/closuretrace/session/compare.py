@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from closuretrace.session.codec import (
     SCHEMA_VERSION,
@@ -143,12 +143,16 @@ class ScenarioResult:
         simple = {k: v for k, v in d.items() if k not in ("cycles", "verdicts", "growing_types", "steps")}
         rec: ScenarioResult = build(cls, simple)
         rec.cycles = [CycleSample.from_dict(as_object(c, "cycle")) for c in as_list(d, "cycles")]
-        rec.verdicts = [build(Verdict, v) for v in as_list(d, "verdicts")]
+        rec.verdicts = [Verdict.from_dict(v) for v in as_list(d, "verdicts")]
         rec.growing_types = [build(GrowingType, g) for g in as_list(d, "growing_types")]
         rec.steps = [step_values(as_object(s, "step")) for s in as_list(d, "steps")]
         rec.retention_roots = [str(r) for r in rec.retention_roots]
         rec.timings = {str(k): float(v) for k, v in rec.timings.items() if is_number(v)}
         return rec
+
+
+#: What a comparison varies between its two sides.
+Factor = Literal["strategy", "compile", "optimizer", "capture"]
 
 
 @dataclass
@@ -161,7 +165,7 @@ class Comparison:
     agree in sign and exceed both the half width and the metric's noise floor ``floor``.
     """
 
-    factor: str  # "strategy" | "compile" | "optimizer" | "capture"
+    factor: Factor
     metric: str
     unit: str
     a: str  # e.g. "recreate"
@@ -194,6 +198,10 @@ class CompareSession:
     save_check: dict[str, Any] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
     conclusion: list[str] = field(default_factory=list)
+    #: one line: which factors move memory and which do not (set by the experiment's conclusion)
+    summary: str = ""
+    #: scenario names, steepest RSS growth first (set by the experiment's conclusion)
+    ranking: list[str] = field(default_factory=list)
     kind: str = "compare"
     schema_version: int = SCHEMA_VERSION
 
@@ -201,6 +209,12 @@ class CompareSession:
     def warmup(self) -> int:
         """Cycles left out of every scenario's verdicts (``settings["warmup"]``, else 1)."""
         return warmup_of(self.settings)
+
+    def ranked(self) -> list[ScenarioResult]:
+        """The scenarios in :attr:`ranking` order (any not ranked follow, in their own order)."""
+        by_name = {s.name: s for s in self.scenarios}
+        ranked = [by_name[n] for n in self.ranking if n in by_name]
+        return ranked + [s for s in self.scenarios if s not in ranked]
 
     def scenario(self, strategy: str, capture: str, compile: str) -> ScenarioResult | None:
         return next(
@@ -215,6 +229,8 @@ class CompareSession:
             "settings": self.settings,
             "environment": self.environment,
             "conclusion": list(self.conclusion),
+            "summary": self.summary,
+            "ranking": list(self.ranking),
             "comparisons": [asdict(c) for c in self.comparisons],
             "save_check": self.save_check,
             "scenarios": [s.to_dict() for s in self.scenarios],
@@ -242,6 +258,8 @@ class CompareSession:
                 save_check=dict(as_object(d.get("save_check", {}), "save_check")),
                 comparisons=[build(Comparison, c) for c in as_list(d, "comparisons")],
                 conclusion=[str(c) for c in as_list(d, "conclusion")],
+                summary=str(d.get("summary") or ""),
+                ranking=[str(n) for n in d.get("ranking") or []],
             )
         except SessionError:
             raise

@@ -21,10 +21,18 @@ from closuretrace.session.codec import (
     strings,
     warmup_of,
 )
+from closuretrace.session.retention import RetentionChain, Verification
 
 #: A verdict's judgement: ``leak``; ``grows`` (rises, but below the noise floor); ``flat``; ``too_few`` (not
 #: enough cycles after the warm-up to judge).
 VerdictState = Literal["leak", "grows", "flat", "too_few"]
+#: What a watched callable is.
+CallableKind = Literal["closure", "function", "lambda", "partial", "object", "not callable"]
+#: How a callable came to be watched: ``track`` (decorator, --track), ``keras`` (passed to compile), ``census``
+#: (found on the heap).
+Source = Literal["track", "keras", "census"]
+#: How the program ended (see :mod:`closuretrace.outcome`); ``running`` in a snapshot taken before it ended.
+OutcomeKind = Literal["completed", "exception", "exit", "interrupted", "terminated", "running"]
 #: The report's status: any leak; nothing leaks; or no verdict could be drawn.
 Status = Literal["leak", "flat", "inconclusive"]
 
@@ -54,8 +62,8 @@ class ClosureRecord:
     factory: str
     qualname: str
     module: str
-    kind: str  # "closure" | "function" | "lambda" | "partial" | "object"
-    source: str  # "track" (decorator, --track) | "keras" (passed to compile) | "census" (found on the heap)
+    kind: CallableKind
+    source: Source
     created_cycle: int
     collected_cycle: int | None
     created_at: str | None = None
@@ -129,12 +137,29 @@ class MetricInfo:
     covers: str = ""
 
 
+#: A verdict's series, by shape: ``flat``; ``growth`` (a steady rise); ``bounded`` (rose, then stayed flat, e.g. a
+#: cache that filled); ``step`` (one-off jumps, flat otherwise); ``undecided`` (too few cycles to tell). ``""`` in
+#: files written before shapes.
+Shape = Literal["flat", "growth", "bounded", "step", "undecided", ""]
+
+
+@dataclass
+class Step:
+    """A one-off jump of a metric: ``delta`` beyond its usual per-cycle change, in the cycle numbered ``cycle``."""
+
+    cycle: int
+    delta: float
+
+
 @dataclass
 class Verdict:
-    """Growth of one metric per cycle: least-squares slope with a 95% confidence interval, and the verdict.
+    """Growth of one metric per cycle: a robust slope with its 95% confidence interval, and the verdict.
 
     ``state`` is the judgement (see :data:`VerdictState`); ``leak`` is ``state == "leak"``, kept for readers of
-    the JSON. Both are set by :mod:`closuretrace.analysis.verdicts`, the one place the rule lives.
+    the JSON. Both are set by :mod:`closuretrace.analysis.verdicts`, the one place the rule lives. ``estimator``
+    names how the slope and its interval were fitted (``theil-sen``; ``least-squares`` with fewer than 5 cycles
+    and in files written before robust verdicts); ``steps`` are the one-off jumps left out of the slope and
+    ``shape`` is the series' shape (see :data:`Shape`).
     """
 
     metric: str
@@ -146,9 +171,24 @@ class Verdict:
     noise_floor: float
     leak: bool
     note: str | None = None
-    state: str = ""
+    #: ``""`` only for a verdict read from a file that predates states (the reader judges it)
+    state: VerdictState | Literal[""] = ""
     #: the fitted line's value at the first measured cycle (charts draw the fit from it; NaN when unknown)
     intercept: float = math.nan
+    shape: str = ""
+    estimator: str = ""
+    steps: list[Step] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Verdict:
+        """A verdict from JSON; files written before robust verdicts have no shape, steps or estimator (their
+        slopes were least-squares)."""
+        d = as_object(d, "verdict")
+        v: Verdict = build(cls, d)
+        v.steps = [build(Step, s) for s in v.steps]
+        if "estimator" not in d:
+            v.estimator = "least-squares"
+        return v
 
 
 @dataclass
@@ -161,40 +201,6 @@ class GrowingType:
     ci_low: float
     ci_high: float
     grows_every_cycle: bool
-
-
-@dataclass
-class RetentionChain:
-    """Referrer chain from a root (module global, registry) down to an object kept alive, root first."""
-
-    target: str
-    #: the leaking metrics this chain explains (JSON also carries them comma-joined as ``metric``)
-    metrics: list[str]
-    chain: list[str]
-    found: bool
-    born_cycle: int | None = None
-    root: str | None = None
-    note: str | None = None
-    #: qualified type name of the target (as in ``growing_types``)
-    target_type: str | None = None
-
-    @property
-    def metric(self) -> str:
-        """The metrics comma-joined, as the JSON's ``metric`` key writes them (for display; test with ``metrics``)."""
-        return ", ".join(self.metrics)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["metric"] = self.metric
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Any) -> RetentionChain:
-        d = as_object(d, "retention chain")
-        if "metrics" not in d:  # files written before the list existed
-            d = {**d, "metrics": [m for m in str(d.get("metric", "")).split(", ") if m]}
-        chain: RetentionChain = build(cls, d)
-        return chain
 
 
 @dataclass
@@ -211,7 +217,7 @@ class RunInfo:
     """How the profiled program was started and how it ended."""
 
     argv: list[str]
-    outcome: str = "completed"  # "completed" | "exception" | "exit" | "interrupted" | "terminated"
+    outcome: OutcomeKind = "completed"
     exit_code: int = 0
     error: str | None = None
     command: str = "profile"
@@ -240,8 +246,12 @@ class Session:
     kind: str = "profile"
     schema_version: int = SCHEMA_VERSION
     #: the report's status and the sentence that follows its opening word (set by the analysis)
-    status: str = ""
+    status: Status | Literal[""] = ""
     finding: str = ""
+    #: per metric whose growth no Python object found explains, a plain sentence (native memory, C holders)
+    unexplained: list[str] = field(default_factory=list)
+    #: counterfactual re-runs (``--verify``); empty when none was asked for
+    verification: list[Verification] = field(default_factory=list)
 
     # -- derived views (never stored twice) -------------------------------------------------------------
     @property
@@ -297,6 +307,8 @@ class Session:
             "advice": list(self.advice),
             "status": self.status,
             "finding": self.finding,
+            "unexplained": list(self.unexplained),
+            "verification": [asdict(v) for v in self.verification],
         }
         out: dict[str, Any] = finite(d)
         return out
@@ -319,12 +331,14 @@ class Session:
                 cycles=[CycleSample.from_dict(as_object(c, "cycle")) for c in as_list(d, "cycles")],
                 closures=[_closure(c) for c in as_list(d, "closures")],
                 events=[build(Event, e) for e in as_list(d, "events")],
-                verdicts=[build(Verdict, v) for v in as_list(d, "verdicts")],
+                verdicts=[Verdict.from_dict(v) for v in as_list(d, "verdicts")],
                 growing_types=[build(GrowingType, g) for g in as_list(d, "growing_types")],
                 retention=[RetentionChain.from_dict(r) for r in as_list(d, "retention")],
                 advice=strings(d, "advice"),
-                status=str(d.get("status", "")),
+                status=_status(d.get("status")),
                 finding=str(d.get("finding", "")),
+                unexplained=strings(d, "unexplained"),
+                verification=[build(Verification, v) for v in as_list(d, "verification")],
             )
         except SessionError:
             raise
@@ -336,3 +350,14 @@ def _closure(d: Any) -> ClosureRecord:
     rec: ClosureRecord = build(ClosureRecord, d)
     rec.captures = [build(Capture, c) for c in rec.captures]
     return rec
+
+
+def _status(value: Any) -> Status | Literal[""]:
+    """A status read from a file: one of :data:`Status`, else ``""`` (the reader judges the session again)."""
+    if value == "leak":
+        return "leak"
+    if value == "flat":
+        return "flat"
+    if value == "inconclusive":
+        return "inconclusive"
+    return ""
