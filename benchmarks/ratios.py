@@ -1,10 +1,15 @@
 """Whole-process figures: P1 (profile overhead vs plain python, tracemalloc, memray) and P5 (detection power).
 
-    python benchmarks/ratios.py            # P1 with 5 alternating rounds, P5; prints a Markdown table
+    python benchmarks/ratios.py            # P1 with 5 rounds, P5; prints a Markdown table
     python benchmarks/ratios.py --rounds 3 --skip-p5
+    python benchmarks/ratios.py --rounds 5 --skip-p5 --only-closuretrace   # P1 pairs only
 
-Commands are alternated round by round (plain, closuretrace, tracemalloc, memray, plain, ...) so drift on the
-machine hits each the same; medians and ratios to the median plain wall time are reported.
+Each round runs plain python next to each tool on the same workload, the order reversed every other round, and
+each tool's ratio is taken to the plain run of *its own round*: P1 is the median of these per-round ratios, so a
+busy spell on the machine hits both halves of a pair. The median wall times are printed too. ``closuretrace
+profile`` runs twice: as it is (heap probes in a snapshot child) and with ``--probe-in-process``. The runs import
+this checkout's ``src`` (not an installed closuretrace). The load average before and after is printed: on a
+shared machine, say it next to the figures.
 """
 
 from __future__ import annotations
@@ -40,30 +45,53 @@ for i in range(10):
 """
 
 
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+
+
 def _timed(cmd: list[str], cwd: str) -> float:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = _env()
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
-def p1(rounds: int) -> list[tuple[str, float, float]]:
+def p1(rounds: int, only_closuretrace: bool = False) -> list[tuple[str, float, float, list[float]]]:
+    """Per command: median wall, median of per-round ratios to plain python, and those ratios."""
     tmp = tempfile.mkdtemp(prefix="ct-bench-")
     py = sys.executable
-    commands = {
-        "python": [py, *SEED],
-        "closuretrace profile": [py, "-m", "closuretrace", "profile", "-q", "-o", f"{tmp}/r.json", *SEED],
-        "python -X tracemalloc": [py, "-X", "tracemalloc", *SEED],
+    profile = [py, "-m", "closuretrace", "profile", "-q", "-o", f"{tmp}/r.json"]
+    tools = {
+        "closuretrace profile": [*profile, *SEED],
+        "closuretrace profile --probe-in-process": [*profile, "--probe-in-process", *SEED],
     }
-    if shutil.which("memray"):
-        commands["memray run"] = ["memray", "run", "-f", "-q", "-o", f"{tmp}/m.bin", *SEED]
-    times: dict[str, list[float]] = {k: [] for k in commands}
-    for _ in range(rounds):
-        for name, cmd in commands.items():
-            times[name].append(_timed(cmd, tmp))
-    base = statistics.median(times["python"])
+    if not only_closuretrace:
+        tools["python -X tracemalloc"] = [py, "-X", "tracemalloc", *SEED]
+        if shutil.which("memray"):
+            tools["memray run"] = ["memray", "run", "-f", "-q", "-o", f"{tmp}/m.bin", *SEED]
+    plain = [py, *SEED]
+    walls: dict[str, list[float]] = {"python": [], **{k: [] for k in tools}}
+    ratios: dict[str, list[float]] = {k: [] for k in tools}
+    for r in range(rounds):
+        names = list(tools)
+        if r % 2:
+            names.reverse()
+        for name in names:
+            pair = [("python", plain), (name, tools[name])]
+            if r % 2:
+                pair.reverse()
+            got = {n: _timed(cmd, tmp) for n, cmd in pair}
+            walls["python"].append(got["python"])
+            walls[name].append(got[name])
+            ratios[name].append(got[name] / got["python"])
     shutil.rmtree(tmp, ignore_errors=True)
-    return [(name, statistics.median(ts), statistics.median(ts) / base) for name, ts in times.items()]
+    out = [("python", statistics.median(walls["python"]), 1.0, [])]
+    out += [(n, statistics.median(walls[n]), statistics.median(ratios[n]), ratios[n]) for n in tools]
+    return out
 
 
 def _verdict(source: str, cwd: str, warmup: int = 1) -> tuple[bool, float, int]:
@@ -72,7 +100,7 @@ def _verdict(source: str, cwd: str, warmup: int = 1) -> tuple[bool, float, int]:
     subprocess.run(
         [sys.executable, "-m", "closuretrace", "profile", "-q", "--cycle-on", "step", "--warmup", str(warmup),
          "-o", str(out), "prog.py"],
-        cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=cwd, env=_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     data = json.loads(out.read_text())
     rss = next(v for v in data["verdicts"] if v["metric"] == "rss_bytes")
@@ -92,12 +120,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-p1", action="store_true")
     parser.add_argument("--skip-p5", action="store_true")
+    parser.add_argument("--only-closuretrace", action="store_true", help="P1 without tracemalloc and memray")
     opts = parser.parse_args()
     if not opts.skip_p1:
-        print(f"P1: seed workload ({' '.join(SEED)}), median of {opts.rounds} alternating rounds\n")
-        print("| command | median wall | ratio to python |\n| --- | ---: | ---: |")
-        for name, wall, ratio in p1(opts.rounds):
-            print(f"| {name} | {wall:.2f} s | {ratio:.2f}x |")
+        load = os.getloadavg()[0]
+        print(f"P1: seed workload ({' '.join(SEED)}), {opts.rounds} rounds of plain/tool pairs")
+        print(f"(load average before: {load:.2f} on {os.cpu_count()} cores)\n")
+        print("| command | median wall | P1: median of per-round ratios | per-round ratios |")
+        print("| --- | ---: | ---: | --- |")
+        for name, wall, ratio, each in p1(opts.rounds, opts.only_closuretrace):
+            rounds = ", ".join(f"{x:.2f}" for x in each) or "-"
+            print(f"| {name} | {wall:.2f} s | {ratio:.2f}x | {rounds} |")
+        print(f"\n(load average after: {os.getloadavg()[0]:.2f})")
     if not opts.skip_p5:
         leak, flats = p5(10)
         mib = 1024 * 1024

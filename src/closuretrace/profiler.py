@@ -36,6 +36,7 @@ from closuretrace.instrument.state import STATE
 from closuretrace.outcome import Outcome, outcome_of
 from closuretrace.probes import OPTIONAL_PROBES, PROBES, Probe, metric_def
 from closuretrace.probes.base import CycleContext
+from closuretrace.probes.forked import ForkedProbes
 from closuretrace.probes.heap import CodeFilter, HeapProbe
 from closuretrace.recording import LiveHeap, ProfileOptions, Recording
 from closuretrace.session import CycleSample, Event, RunInfo, Session
@@ -79,6 +80,7 @@ class Profiler:
         self._t_start = 0.0
         self._t_cycle = 0.0
         self._cleanups: list[Any] = []
+        self._forked = ForkedProbes(self)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> Profiler:
@@ -127,9 +129,12 @@ class Profiler:
         closures.clear()
 
     def end_cycle(self, label: str | None = None) -> CycleSample:
-        """Collect garbage, read every probe, adopt newly found closures, and start the next cycle.
+        """Read every probe, adopt newly found closures, and start the next cycle.
 
-        Threads that end cycles at once (a ``--cycle-on`` function called from several threads) take turns."""
+        With ``probe_in_child`` (and where the platform allows), the full collection and the heap census run in
+        a snapshot child (:mod:`closuretrace.probes.forked`) and their counts join this cycle's sample before
+        the next cycle ends; otherwise they run here, after ``gc.collect()``. Threads that end cycles at once
+        (a ``--cycle-on`` function called from several threads) take turns."""
         with self._cycle_lock:
             sample = self._end_cycle(label)
         for listener in list(self.listeners):
@@ -142,40 +147,43 @@ class Profiler:
     def _end_cycle(self, label: str | None) -> CycleSample:
         t0 = time.perf_counter()
         seconds = t0 - self._t_cycle
-        self.heap.collect()
+        forked = self._forked
+        forked.fold_in()
+        fork = forked.usable()
+        if not fork:
+            self.heap.collect()
         probes = [p for p in self.probes if p.applies()]
         metrics: dict[str, float] = {}
         for probe in probes:
             if not probe.needs_heap:
                 metrics.update(probe.read(None))
+        sample = CycleSample(self._cycle, label or f"cycle {self._cycle}", seconds, 0.0, metrics)
+        self.cycles.append(sample)
+        if not (fork and forked.begin(sample)):
+            self._probe_heap(sample, probes)
+        self._cycle += 1
+        now = time.perf_counter()
+        sample.probe_seconds = now - t0
+        self._t_cycle = now
+        return sample
+
+    def _probe_heap(self, sample: CycleSample, probes: list[Probe]) -> None:
+        """The heap probes in this process (after :meth:`HeapProbe.collect`)."""
         reading = self.heap.measure(self._cycle, find_closures=self.options.census)
         self._adopt(reading.closures)
         ctx = CycleContext(reading.type_objects, reading.gc_objects, self.registry.alive_count())
         for probe in probes:
             if probe.needs_heap:
-                metrics.update(probe.read(ctx))
+                sample.metrics.update(probe.read(ctx))
         del ctx
-        sample = CycleSample(
-            index=self._cycle,
-            label=label or f"cycle {self._cycle}",
-            seconds=seconds,
-            probe_seconds=0.0,
-            metrics=metrics,
-            closures_alive_by_factory=self.registry.alive_by_factory(),
-        )
+        sample.closures_alive_by_factory = self.registry.alive_by_factory()
         by_type = reading.by_type
         last = self._census_now
         changes = {t: n for t, n in by_type.items() if last.get(t) != n}
         changes.update((t, 0) for t in last if t not in by_type)
         self._census_changes.append(changes)
         self._census_now = by_type
-        self.cycles.append(sample)
         del reading
-        self._cycle += 1
-        now = time.perf_counter()
-        sample.probe_seconds = now - t0
-        self._t_cycle = now
-        return sample
 
     def adopt_closures(self) -> None:
         """Collect garbage and watch the closures made since the last cycle ended, without ending a cycle.
@@ -183,6 +191,7 @@ class Profiler:
         The census runs at the end of each cycle; closures made after the last one (a test without cycles,
         later benchmark rounds) are adopted here before they are counted.
         """
+        self._forked.fold_in()
         self.heap.collect()
         if not self.options.census:
             return
@@ -208,10 +217,11 @@ class Profiler:
         try:
             if not self.cycles:
                 self.end_cycle("end")
-            else:
-                # "Alive at end" means at exit: garbage the program left after its last cycle (a closure in a
-                # reference cycle) is collected now, so its record says when it went.
-                gc.collect()
+            # "Alive at end" means at exit: garbage the program left after its last cycle (a closure in a
+            # reference cycle) is collected now, so its record says when it went. The last snapshot child, if
+            # any, counts its cycle meanwhile.
+            gc.collect()
+            self._forked.stop(outcome)
             run = self._run
             run.outcome, run.exit_code, run.error = outcome, exit_code, error
             run.duration_s = time.perf_counter() - self._t_start
@@ -229,6 +239,7 @@ class Profiler:
         The run info is a copy that says ``"running"``; the profiler keeps recording, and releasing the
         snapshot's live part releases nothing of the profiler's.
         """
+        self._forked.fold_in()
         run = dataclasses.replace(self._run, outcome="running", exit_code=0, error=None)
         run.duration_s = time.perf_counter() - self._t_start
         run.python, run.platform, run.versions = sys.version.split()[0], platform.platform(), library_versions()
@@ -244,7 +255,7 @@ class Profiler:
             metrics=[metric_def(n).info() for n in names],
             cycles=list(self.cycles),
             census=self.census,
-            closures=list(self.registry.records),
+            closures=self._forked.records(self.registry.records),
             events=list(self.events),
             live=LiveHeap(
                 self._samples, self.registry.alive, self._own_objects, release or self._release, self.heap.birth_markers
@@ -334,6 +345,7 @@ class Profiler:
             yield e
             yield e.detail
         yield from self.registry.own_objects()
+        yield from self._forked.own_objects()
         yield from self.heap.own_objects()
 
 

@@ -33,6 +33,12 @@ class ProfileOptions:
     census: bool = True
     chain_timeout: float = 5.0
     chain_depth: int = 25
+    #: run the full collection and the heap census in the profiled process at each cycle end, never in a
+    #: snapshot child (``closuretrace.probes.forked``)
+    #: the full collection and the heap census in this process (default), or in a forked snapshot child
+    #: (``False``, ``--probe-in-child``: cheaper on the critical path, but without per-cycle birth markers, so
+    #: the holder analysis falls back to plain retention chains)
+    probe_in_process: bool = True
 
     def to_settings(self) -> dict[str, Any]:
         return {
@@ -44,6 +50,7 @@ class ProfileOptions:
             "census": self.census,
             "chain_timeout": self.chain_timeout,
             "chain_depth": self.chain_depth,
+            "probe_in_process": self.probe_in_process,
         }
 
 

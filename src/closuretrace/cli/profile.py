@@ -127,6 +127,16 @@ class ProfileCommand:
         )
         parser.add_argument("--tracemalloc", action="store_true", help="also measure with tracemalloc (slower)")
         parser.add_argument("--no-keras", action="store_true", help="do not hook keras compile()/fit()")
+        probes = parser.add_mutually_exclusive_group()
+        probes.add_argument(
+            "--probe-in-child", dest="probe_in_process", action="store_const", const=False, default=True,
+            help="collect and count the heap in a forked snapshot child at each cycle end (POSIX; experimental: "
+            "off the critical path, but the holder analysis falls back to plain chains)",
+        )
+        probes.add_argument(
+            "--probe-in-process", dest="probe_in_process", action="store_const", const=True,
+            help="collect and count the heap in this process at each cycle end (the default)",
+        )
         parser.add_argument(
             "--census-all", action="store_true",
             help="also list closures whose code is in the stdlib or site-packages",
@@ -159,6 +169,7 @@ class ProfileCommand:
             include_libraries=args.census_all,
             tracemalloc=args.tracemalloc,
             keras=not args.no_keras,
+            probe_in_process=args.probe_in_process,
         )
         try:
             main_run = MainRun(

@@ -184,28 +184,50 @@ class HeapProbe:
                 yield entry
                 yield entry[1]
 
+    def count(self, objs: list[Any], extra_own: Iterable[Any] = ()) -> tuple[Counter[type], int]:
+        """Instances per type in ``objs`` and their total, the tool's own containers (and ``extra_own``) left out."""
+        counts: Counter[type] = Counter(map(type, objs))
+        own = itertools.chain(self._own(), self.own_objects(), extra_own, (extra_own,))
+        mine = {id(o): o for o in own if gc.is_tracked(o)}
+        counts.subtract(Counter(map(type, mine.values())))
+        del mine
+        counts = +counts  # drops zero and negative entries
+        return counts, sum(counts.values())
+
+    def census(self, extra_own: Iterable[Any] = ()) -> HeapReading:
+        """Count the heap as it is (call :meth:`collect` or ``gc.collect()`` first); no closures, no samples.
+
+        This is what a snapshot child runs on its copy of the heap (:mod:`closuretrace.probes.forked`).
+        """
+        objs = gc.get_objects()
+        try:
+            counts, total = self.count(objs, extra_own)
+        finally:
+            del objs
+        by_type = {sys.intern(qualified_name(t)): n for t, n in counts.items()}
+        return HeapReading(gc_objects=total, by_type=by_type, type_objects=counts)
+
+    def is_user_closure(self, o: Any) -> bool:
+        """Whether ``o`` is a closure of the user's code that the census should adopt."""
+        return (
+            type(o) is _FunctionType
+            and o.__closure__ is not None
+            and self._filter(o.__code__.co_filename, o.__module__)
+            and not (self._baseline and self.is_baseline(o))
+        )
+
     def measure(self, cycle: int, find_closures: bool = True, sample: bool = True) -> HeapReading:
         """Count the heap. Call :meth:`collect` first; closures and samples are looked for among new objects."""
         objs = gc.get_objects()
         try:
-            counts: Counter[type] = Counter(map(type, objs))
-            mine = {id(o): o for o in itertools.chain(self._own(), self.own_objects()) if gc.is_tracked(o)}
-            counts.subtract(Counter(map(type, mine.values())))
-            del mine
-            counts = +counts  # drops zero and negative entries
-            total = sum(counts.values())
+            counts, total = self.count(objs)
             start = self._new_since_last(objs)
             closures: list[Any] = []
             if find_closures:
-                keep = self._filter
-                for o in itertools.islice(objs, start, None):
-                    if (
-                        type(o) is _FunctionType
-                        and o.__closure__ is not None
-                        and keep(o.__code__.co_filename, o.__module__)
-                        and not (self._baseline and self.is_baseline(o))
-                    ):
-                        closures.append(o)
+                closures = [
+                    o for o in itertools.islice(objs, start, None)
+                    if type(o) is _FunctionType and self.is_user_closure(o)
+                ]
             if sample:
                 if self._births:
                     self._birth_cycles[cycle] = len(self._births) - 1
