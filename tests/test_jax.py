@@ -96,3 +96,30 @@ def test_keras_on_jax_seed_loop_gets_cycles_and_jax_probes(tmp_path):
     assert "jax_live_arrays" in report["cycles"][-1] and "tf_func_graphs" not in report["cycles"][-1]
     closures = [c for c in report["closures"] if c["factory"].endswith("outer_loss")]
     assert len(closures) == 5 and sum(c["collected_cycle"] is None for c in closures) == 1
+
+
+def test_a_program_that_imports_jax_but_never_runs_it_is_not_started_by_the_probe(tmp_path):
+    """Keras 3 imports JAX whatever its backend. Reading live arrays or devices would start JAX's runtime (and its
+    threads) in a program that never used it: the tool would change what it measures. The probe waits."""
+    _require_jax()
+    report = _profile(tmp_path, """
+        import sys, json, os
+        import jax  # imported, never used
+        def step(i):
+            return [i] * 100
+        for i in range(4):
+            step(i)
+        bridge = sys.modules["jax._src.xla_bridge"]
+        with open(os.path.join(os.path.dirname(__file__), "backends.json"), "w") as fh:
+            json.dump(sorted(bridge._backends), fh)
+    """)
+    assert json.loads((tmp_path / "backends.json").read_text()) == []  # nobody started a backend
+    assert not any(k.startswith("jax_") for c in report["cycles"] for k in c)
+    used = _profile(tmp_path, """
+        import jax.numpy as jnp
+        def step(i):
+            return jnp.ones((i + 1,)).sum()
+        for i in range(4):
+            step(i)
+    """)
+    assert all("jax_live_arrays" in c for c in used["cycles"])  # once the program runs JAX, it is measured

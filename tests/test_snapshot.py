@@ -79,8 +79,11 @@ def test_the_childs_census_equals_the_in_process_census_on_a_heap_with_known_gar
     garbage = _name(GarbageNode)
     assert uncollected.by_type[garbage] == 1000  # the parent did not collect: the garbage was there
     assert garbage not in out["by_type"] and garbage not in here.by_type
-    assert out["gc_objects"] == here.gc_objects
-    assert out["by_type"] == here.by_type
+    # Equal object for object in a quiet process; where other threads of the test process (JAX's, imported by
+    # another test) allocate between the fork and the parent's census, a few objects may differ.
+    assert abs(out["gc_objects"] - here.gc_objects) <= 32, (out["gc_objects"], here.gc_objects)
+    types_ = set(out["by_type"]) | set(here.by_type)
+    assert sum(abs(out["by_type"].get(t, 0) - here.by_type.get(t, 0)) for t in types_) <= 32
 
 
 LOOP = """
@@ -126,7 +129,7 @@ def test_a_profiled_loop_gets_the_same_counts_and_verdicts_in_both_modes():
     child, forked, child_census = _run_loop(in_process=False)
     here, in_child, here_census = _run_loop(in_process=True)
     assert forked and not in_child
-    assert child.events == [] and here.events == []
+    assert _probe_events(child) == [] and _probe_events(here) == []
     for metric in ("gc_objects", "closures_alive"):
         a, b = child.series(metric), here.series(metric)
         assert len(a) == len(b) == 7
@@ -148,8 +151,8 @@ def test_a_run_on_a_small_heap_probes_in_process_and_says_why(monkeypatch):
     monkeypatch.setenv("CLOSURETRACE_SNAPSHOT_MIN_OBJECTS", str(10**9))
     session, forked, _ = _run_loop(in_process=False, cycles=3)
     assert not forked
-    assert [e.kind for e in session.events] == ["probes_in_process"]
-    assert "small heap" in session.events[0].detail["reason"]
+    assert [e.kind for e in _probe_events(session)] == ["probes_in_process"]
+    assert "small heap" in _probe_events(session)[0].detail["reason"]
     assert all("gc_objects" in c.metrics for c in session.cycles)
 
 
@@ -219,7 +222,7 @@ def test_probe_in_process_flag_never_forks(tmp_path, in_process):
     cmd, env, out = _profile(tmp_path, PLAIN, *flag, "--cycle-on", "step", env=hang)
     subprocess.run(cmd, env=env, check=True, timeout=120, cwd=tmp_path)
     data = json.loads(out.read_text())
-    kinds = [e["kind"] for e in data["events"]]
+    kinds = [e["kind"] for e in data["events"] if e["kind"] != "framework"]
     assert data["settings"]["probe_in_process"] is in_process
     if in_process:
         assert kinds == [] and all("gc_objects" in c for c in data["cycles"])
@@ -264,7 +267,7 @@ def test_a_program_that_forks_itself_and_runs_threads_gets_a_full_report(tmp_pat
     cmd, env, out = _profile(tmp_path, FORKS_AND_THREADS, "--cycle-on", "step")
     subprocess.run(cmd, env=env, check=True, timeout=300, cwd=tmp_path)
     data = json.loads(out.read_text())
-    assert data["events"] == []
+    assert [e for e in data["events"] if e["kind"] != "framework"] == []
     assert len(data["cycles"]) == 6
     assert [c["closures_alive"] for c in data["cycles"]] == [1, 2, 3, 4, 5, 6]
     assert all("gc_objects" in c for c in data["cycles"])
@@ -356,3 +359,8 @@ def test_the_seed_loop_gets_the_same_verdicts_and_counts_in_both_modes(keras_mod
     assert child.series("closures_alive") == here.series("closures_alive")
     for a, b in zip(steps(child, "gc_objects"), steps(here, "gc_objects")):
         assert abs(a - b) <= 0.02 * max(abs(b), 100), (steps(child, "gc_objects"), steps(here, "gc_objects"))
+
+
+def _probe_events(session):
+    """The events of the probes (framework events say which libraries the test process had imported)."""
+    return [e for e in session.events if e.kind != "framework"]

@@ -17,7 +17,13 @@ from closuretrace.probes.base import CycleContext, KiB, MetricDef, Probe
 
 
 def jax_loaded() -> bool:
-    return "jax" in sys.modules
+    """Whether the program runs JAX: imported *and* a backend initialised. Keras 3 imports JAX whatever its
+    backend; reading live arrays or devices would start JAX's runtime (and its threads) in a program that never
+    used it, so the probe waits until the program has."""
+    if "jax" not in sys.modules:
+        return False
+    backends = getattr(sys.modules.get("jax._src.xla_bridge"), "_backends", None)
+    return isinstance(backends, dict) and bool(backends)
 
 
 class JaxProbe(Probe):

@@ -85,6 +85,8 @@ def _gpu_context() -> str | None:
     backends = getattr(bridge, "_backends", None)
     if isinstance(backends, dict) and any(name != "cpu" for name in backends):
         return "JAX has a non-CPU backend (forking a device runtime is unsafe)"
+    if isinstance(backends, dict) and backends:
+        return "JAX's runtime is running (its threads make fork() prone to deadlock, as Python warns)"
     return _cuda_mapped()
 
 
