@@ -301,7 +301,7 @@ def render_compare(session: CompareSession) -> str:
         "",
         "## Growth per cycle, steepest RSS first",
         "",
-        f"Least-squares slope over the cycles after {escape(warmup)} warm-up, 95% confidence interval, as "
+        f"Robust slope (Theil–Sen) over the cycles after {escape(warmup)} warm-up, 95% confidence interval, as "
         "`closuretrace profile` computes it. graphs: live TF FuncGraphs per cycle; traces: new traces of the "
         "train function per cycle; closures: created / alive at the end; s/cycle: seconds in compile() and in fit() "
         "(the probes left out); "
