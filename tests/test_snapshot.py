@@ -21,6 +21,7 @@ from closuretrace.probes import snapshot
 from closuretrace.probes.heap import CodeFilter, HeapProbe
 from closuretrace.probes.snapshot import SnapshotChild
 from closuretrace.recording import ProfileOptions
+from support import require_module
 
 pytestmark = pytest.mark.skipif(snapshot.unsafe_reason() is not None, reason=str(snapshot.unsafe_reason()))
 
@@ -125,7 +126,28 @@ def _run_loop(in_process: bool, cycles: int = 7):
         del sys.modules["ct_snapshot_loop"]
 
 
-def test_a_profiled_loop_gets_the_same_counts_and_verdicts_in_both_modes():
+def _in_fresh_process(request: pytest.FixtureRequest) -> bool:
+    """Run this test again, alone, in a fresh interpreter, and pass or fail with it; True inside that run.
+
+    A profiled program is a process of its own: in the shared test process, JAX threads another test started make
+    a fork unsafe (the profiler rightly probes in process then), and closures other tests left alive are adopted
+    by the census, so the two modes would not be compared on the program alone."""
+    nodeid = request.node.nodeid
+    if os.environ.get("CT_FRESH_TEST") == nodeid:
+        return True
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", nodeid],
+        cwd=request.config.rootpath, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "CT_FRESH_TEST": nodeid, "PYTHONPATH": SRC},
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout, proc.stdout[-2000:]
+    return False
+
+
+def test_a_profiled_loop_gets_the_same_counts_and_verdicts_in_both_modes(request):
+    if not _in_fresh_process(request):
+        return
     child, forked, child_census = _run_loop(in_process=False)
     here, in_child, here_census = _run_loop(in_process=True)
     assert forked and not in_child
@@ -334,8 +356,11 @@ def test_a_child_reaped_by_the_program_still_delivers(monkeypatch):
 
 
 @pytest.mark.tf
-def test_the_seed_loop_gets_the_same_verdicts_and_counts_in_both_modes(keras_mod):
+def test_the_seed_loop_gets_the_same_verdicts_and_counts_in_both_modes(request):
     """A tiny Keras loop (the seed: a new loss closure, compile and fit per cycle) in each mode."""
+    if not _in_fresh_process(request):
+        return
+    require_module("keras")
     from closuretrace.examples import seed
 
     def run(in_process: bool):
