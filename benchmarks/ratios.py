@@ -7,7 +7,7 @@
 Each round runs plain python next to each tool on the same workload, the order reversed every other round, and
 each tool's ratio is taken to the plain run of *its own round*: P1 is the median of these per-round ratios, so a
 busy spell on the machine hits both halves of a pair. The median wall times are printed too. ``closuretrace
-profile`` runs twice: as it is (heap probes in a snapshot child) and with ``--probe-in-process``. The runs import
+profile`` runs twice: as it is (heap probes in process) and with ``--probe-in-child``. The runs import
 this checkout's ``src`` (not an installed closuretrace). The load average before and after is printed: on a
 shared machine, say it next to the figures.
 """
@@ -67,7 +67,7 @@ def p1(rounds: int, only_closuretrace: bool = False) -> list[tuple[str, float, f
     profile = [py, "-m", "closuretrace", "profile", "-q", "-o", f"{tmp}/r.json"]
     tools = {
         "closuretrace profile": [*profile, *SEED],
-        "closuretrace profile --probe-in-process": [*profile, "--probe-in-process", *SEED],
+        "closuretrace profile --probe-in-child": [*profile, "--probe-in-child", *SEED],
     }
     if not only_closuretrace:
         tools["python -X tracemalloc"] = [py, "-X", "tracemalloc", *SEED]
