@@ -265,3 +265,27 @@ def test_a_path_is_never_what_advice_builds_on(mod: types.ModuleType) -> None:
     session = _profile(body)
     assert session.retention and session.retention[0].role == "path"
     assert _chain_root(session, "gc_objects") is None
+
+
+def test_a_cause_says_what_it_rests_on_and_what_verify_found() -> None:
+    """A cause is drawn from the references Python's gc sees; the report says so until --verify has cleared the
+    holder in a re-run, and then says whether the growth went (on Keras 2 the gradient registry is such a cause
+    that --verify does not confirm: something the gc cannot see holds the graphs too)."""
+    from closuretrace.renderers.holder_text import holder_sentence
+    from closuretrace.session import Retained, RetentionChain, Verification
+
+    chain = RetentionChain(
+        target="FuncGraph", metrics=["tf_func_graphs"], chain=["reg → dict"], found=True, role="cause",
+        retains=Retained(objects=36, bytes=1000, share=1.0), holder="reg._registry",
+    )
+
+    def ver(confirmed: bool) -> Verification:
+        return Verification("reg._registry", "tf_func_graphs", 2.0, 2.0, 2.0, 0.0 if confirmed else 2.0,
+                            0.0, 2.0, confirmed)
+
+    assert "From the references Python's gc sees" in holder_sentence(chain)
+    confirmed = holder_sentence(chain, [ver(True)])
+    assert confirmed.endswith("Confirmed by --verify: clearing it every cycle removed the growth.")
+    assert "Not confirmed by --verify" in holder_sentence(chain, [ver(False)])
+    other = Verification("elsewhere", "tf_func_graphs", 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, False)
+    assert "From the references" in holder_sentence(chain, [other])  # another holder's verification says nothing

@@ -210,7 +210,7 @@ def render(session: Session) -> str:
                 "hops": [_split_hop(h) for h in c.chain],
                 "found": c.found,
                 "note": c.note or "",
-                "role": holder_sentence(c),
+                "role": holder_sentence(c, session.verification),
             }
             for c in session.retention
         ],

@@ -184,7 +184,7 @@ def render(session: Session) -> str:
             f"Target: {code(chain.target, limit=200)}{born}",
             "",
         ]
-        role = holder_sentence(chain)
+        role = holder_sentence(chain, session.verification)
         if role:
             lines += [prose(role), ""]
         if chain.found and chain.chain:

@@ -108,7 +108,7 @@ def render(session: Session) -> str:
     for chain in session.retention:
         born = f", born in cycle {chain.born_cycle}" if chain.born_cycle is not None else ""
         lines += ["", *_wrap(f"What keeps it alive ({', '.join(chain.metrics)}): {chain.target}{born}")]
-        role = holder_sentence(chain)
+        role = holder_sentence(chain, session.verification)
         if role:
             lines += _wrap(role, "  ", "  ")
         if chain.found:
