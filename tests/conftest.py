@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -40,3 +44,16 @@ def mnist_like():
     teacher = rng.standard_normal((784, 10), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[np.argmax(x @ teacher, axis=1)]
     return x, y
+
+
+@pytest.fixture
+def tmpmod() -> Iterator[types.ModuleType]:
+    """A fresh module registered in sys.modules (its globals are roots, like a program's), removed afterwards."""
+    name = f"_ct_mod_{uuid.uuid4().hex[:8]}"
+    mod = types.ModuleType(name)
+    sys.modules[name] = mod
+    try:
+        yield mod
+    finally:
+        del sys.modules[name]
+        mod.__dict__.clear()

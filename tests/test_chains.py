@@ -7,8 +7,6 @@ import functools
 import gc
 import sys
 import time
-import types
-import uuid
 
 import pytest
 
@@ -77,19 +75,6 @@ def _outer(payload):
 
 
 M = Payload.__module__  # how this test module is named in labels ("test_chains" or "tests.test_chains")
-
-
-@pytest.fixture
-def tmpmod():
-    """A fresh module registered in sys.modules (a root for the search), removed afterwards."""
-    name = f"_ct_chains_{uuid.uuid4().hex[:8]}"
-    mod = types.ModuleType(name)
-    sys.modules[name] = mod
-    try:
-        yield mod
-    finally:
-        del sys.modules[name]
-        mod.__dict__.clear()
 
 
 @pytest.fixture(params=["get_referrers", "forward_scan"])

@@ -8,8 +8,6 @@ import gc
 import json
 import sys
 import types
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,16 +25,9 @@ class Item:
 
 
 @pytest.fixture
-def mod() -> Iterator[types.ModuleType]:
-    """A fresh module registered in sys.modules: its globals are roots, like a program's."""
-    name = f"_ct_holders_{uuid.uuid4().hex[:8]}"
-    m = types.ModuleType(name)
-    sys.modules[name] = m
-    try:
-        yield m
-    finally:
-        del sys.modules[name]
-        m.__dict__.clear()
+def mod(tmpmod: types.ModuleType) -> types.ModuleType:
+    """A fresh module registered in sys.modules (conftest's ``tmpmod``)."""
+    return tmpmod
 
 
 def _profile(body: Any, cycles: int = 6) -> Session:
