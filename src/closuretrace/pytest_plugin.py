@@ -43,9 +43,9 @@ from closuretrace.testing import (
     ClosuretraceFixture,
     RunRecords,
     TestRecording,
+    outcome_of_test,
     report_path,
     resolve_setting,
-    test_outcome,
 )
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class ClosuretracePlugin:
         call = next((r for r in reports if r.when == "call"), None)
         if rec.profiler is None or call is None:
             return  # setup failed or the marker was misused: nothing was recorded
-        done = rec.finish(test_outcome(call.outcome, call.longreprtext), call.outcome, self.worker)
+        done = rec.finish(outcome_of_test(call.outcome, call.longreprtext), call.outcome, self.worker)
         if done is None:
             return
         if done.failure is not None and call.passed:

@@ -33,9 +33,9 @@ __all__ = [
     "RunRecords",
     "TestRecording",
     "not_counted",
+    "outcome_of_test",
     "report_path",
     "resolve_setting",
-    "test_outcome",
 ]
 
 #: A benchmark's rounds that end a cycle. Every probe is a full garbage collection and a heap census (1 to
@@ -189,7 +189,7 @@ class BenchmarkRounds:
 
 
 @dataclass
-class Verdicts:
+class RecordedResult:
     """What one recorded test came to: its session, one check per limit, the run report's record, and the
     failure text when a limit broke (``None`` otherwise)."""
 
@@ -229,7 +229,7 @@ class TestRecording:
         if self.bench is not None:
             self.bench.remove()
 
-    def finish(self, outcome: Outcome, result: str, worker: str | None = None) -> Verdicts | None:
+    def finish(self, outcome: Outcome, result: str, worker: str | None = None) -> RecordedResult | None:
         """After teardown: judge the recording, check the limits, build the record (``None``: not recorded).
 
         ``result`` is the test's own result (``passed``, ``failed``, ``skipped``); a passing test that broke a
@@ -260,7 +260,7 @@ class TestRecording:
             bench.extra_info["closuretrace"] = bench.summary(session, checks, record.closures_alive)
         self.handle.session = session
         self.handle.checks = checks
-        return Verdicts(session, checks, record, failure)
+        return RecordedResult(session, checks, record, failure)
 
     def abandon(self, outcome: Outcome) -> None:
         """Stop recording without a verdict (interrupted, or a bug of ours); hooks are always removed."""
@@ -272,7 +272,7 @@ class TestRecording:
         self.profiler = None
 
 
-def test_outcome(result: str, longrepr: str = "") -> Outcome:
+def outcome_of_test(result: str, longrepr: str = "") -> Outcome:
     """A test's call as a program's ending: passed or skipped completed; failed raised (its last line)."""
     if result == "passed":
         return Outcome("completed", 0, None)
@@ -280,8 +280,6 @@ def test_outcome(result: str, longrepr: str = "") -> Outcome:
         return Outcome("completed", 0, "skipped")
     return Outcome("exception", 1, (longrepr.strip().splitlines() or ["failed"])[-1][:300])
 
-
-test_outcome.__test__ = False  # type: ignore[attr-defined]
 
 
 class RunRecords:
